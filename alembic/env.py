@@ -1,0 +1,44 @@
+"""Runs the migrations. They are plain SQL (`op.execute`): the schema is PostgreSQL's own (triggers,
+bytea, grants), and there are no ORM models to autogenerate from.
+
+psycopg, not the service's asyncpg, carries them: asyncpg prepares every statement, and a prepared
+statement cannot hold the several commands a migration step is written as.
+"""
+
+import os
+
+from sqlalchemy import create_engine, pool
+
+from alembic import context
+
+# Two `migrate` runs at once (several service hosts starting together) would otherwise both see the
+# old version and both try to apply the same step.
+_MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(hashtext('mightycall-ingest migrate'))"
+
+
+def _sqlalchemy_url(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if scheme not in ("postgres", "postgresql"):
+        raise SystemExit("DATABASE_URL must start with postgresql://")
+    return f"postgresql+psycopg{sep}{rest}"
+
+
+def _run_online(url: str) -> None:
+    engine = create_engine(_sqlalchemy_url(url), poolclass=pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            context.configure(connection=connection, target_metadata=None)
+            with context.begin_transaction():
+                connection.exec_driver_sql(_MIGRATION_LOCK)
+                context.run_migrations()
+    finally:
+        engine.dispose()
+
+
+if context.is_offline_mode():
+    raise SystemExit("offline (--sql) migrations are not supported: run `mightycall-ingest migrate`")
+
+_url = context.config.attributes.get("database_url") or os.environ.get("DATABASE_URL")
+if not _url:
+    raise SystemExit("no database: set DATABASE_URL or run `mightycall-ingest migrate`")
+_run_online(_url)

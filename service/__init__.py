@@ -1,0 +1,1 @@
+"""mightycall-ingest: MightyCall webhooks into an immutable PostgreSQL event log."""

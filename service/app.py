@@ -1,0 +1,97 @@
+"""create_app(): the one place where the service is wired together."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar, Request, Response
+from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+
+from service.appender import Appender
+from service.auth import BearerAuth
+from service.config import ConfigError, Settings
+from service.db import create_pool, is_unavailable
+from service.errors import (
+    DatabaseUnavailable,
+    IngestError,
+    InvalidPayload,
+    Overloaded,
+    PayloadTooLarge,
+    Unauthorized,
+    UnknownOrganization,
+)
+from service.health import health, readiness_handler
+from service.orgs import OrgResolver
+from service.webhooks import Ingestion, webhook_handlers
+
+__all__ = ["create_app"]
+
+_log = logging.getLogger(__name__)
+
+_STATUS = {
+    Unauthorized: 401,
+    PayloadTooLarge: 413,
+    InvalidPayload: 400,
+    UnknownOrganization: 400,
+    DatabaseUnavailable: 503,
+    Overloaded: 503,
+}
+
+
+def create_app(settings: Settings, database_url: str) -> Litestar:
+    if not settings.webhook_secrets:
+        raise ConfigError("MIGHTYCALL_WEBHOOK_SECRET is not set; there is no default secret")
+    ingestion = Ingestion(auth=BearerAuth(settings.webhook_secrets), max_body_bytes=settings.max_body_bytes)
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        pool = await create_pool(database_url)
+        appender = Appender(pool)
+        appender.start()
+        ingestion.pool, ingestion.resolver, ingestion.appender = pool, OrgResolver(pool), appender
+        try:
+            yield
+        finally:
+            # Everything already accepted into the queue is committed (and answered) before the pool closes.
+            await appender.close()
+            await pool.close()
+
+    return Litestar(
+        route_handlers=[
+            *webhook_handlers(ingestion),
+            health,
+            readiness_handler(lambda: ingestion.pool),
+        ],
+        lifespan=[lifespan],
+        exception_handlers={
+            IngestError: _ingest_error,
+            HTTPException: _http_error,
+            Exception: _unexpected_error,
+        },
+        openapi_config=OpenAPIConfig(title="mightycall-ingest", version="0.1.0", path="/schema"),
+        debug=False,
+    )
+
+
+def _error(status: int, error: str, details: str, headers: dict[str, str] | None = None) -> Response[dict[str, str]]:
+    return Response({"error": error, "details": details}, status_code=status, headers=headers)
+
+
+def _ingest_error(_: Request[object, object, object], exc: IngestError) -> Response[dict[str, str]]:
+    status = _STATUS.get(type(exc), 500)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {"Retry-After": "5"} if status == 503 else None
+    return _error(status, exc.reason, exc.details, headers)
+
+
+def _http_error(_: Request[object, object, object], exc: HTTPException) -> Response[dict[str, str]]:
+    return _error(exc.status_code, "http_error", str(exc.detail))
+
+
+def _unexpected_error(request: Request[object, object, object], exc: Exception) -> Response[dict[str, str]]:
+    if is_unavailable(exc):
+        return _ingest_error(request, DatabaseUnavailable("the database is not reachable; retry later"))
+    _log.error("unexpected error", exc_info=exc, extra={"fields": {"path": request.url.path}})
+    return _error(500, "internal_error", "unexpected error; it has been logged")

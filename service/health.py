@@ -1,0 +1,45 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from litestar import Response, get
+
+from service.db import is_unavailable
+from service.migrations import head_revision
+
+__all__ = ["health", "readiness_handler"]
+
+
+@get("/health", summary="The process is alive", sync_to_thread=False)
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+def readiness_handler(pool_of: Any) -> Any:
+    """`pool_of()` returns the app's pool, which exists only once the lifespan has started."""
+
+    @get("/ready", summary="The database is reachable and its schema is at head")
+    async def ready() -> Response[dict[str, Any]]:
+        pool: asyncpg.Pool | None = pool_of()
+        if pool is None:
+            return _not_ready("starting")
+        try:
+            version = await pool.fetchval("SELECT version_num FROM alembic_version")
+        except Exception as exc:
+            if is_unavailable(exc):
+                return _not_ready("database unreachable")
+            if isinstance(exc, asyncpg.UndefinedTableError):
+                return _not_ready("database not migrated: run `mightycall-ingest migrate`")
+            raise
+        if version != head_revision():
+            return _not_ready(f"schema at {version}, code expects {head_revision()}: run migrate")
+        return Response({"ready": True}, status_code=200)
+
+    return ready
+
+
+def _not_ready(reason: str) -> Response[dict[str, Any]]:
+    return Response({"ready": False, "reason": reason}, status_code=503)
