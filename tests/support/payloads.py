@@ -72,7 +72,7 @@ SEED: dict[str, dict[str, Any]] = {
 }
 
 
-def body_for(kind: str, org_id: object, **changes: Any) -> bytes:
+def body_for(kind: str, org_id: object, /, **changes: Any) -> bytes:
     """The seed payload of `kind` for `org_id` (None: no org_id), with `changes` applied."""
     payload = dict(SEED[kind])
     if org_id is not None:

@@ -1,0 +1,178 @@
+"""The log itself: append-only for every role, gapless, hash-chained, deduplicated."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+
+import asyncpg
+import pytest
+
+from service.chain import GENESIS_HASH, event_hash
+from service.eventlog import Delivery, append
+from service.grants import grant_service_role
+
+
+def delivery(org_id: uuid.UUID, n: int, kind: str = "calls") -> Delivery:
+    body = f'{{"event": "call.completed", "call_id": "c{n}"}}'.encode()
+    return Delivery(
+        kind=kind,
+        event_type="call.completed",
+        org_id=org_id,
+        external_id=f"c{n}",
+        content_type="application/json",
+        body=body,
+        body_sha256=hashlib.sha256(body).digest(),
+        received_at=dt.datetime(2024, 1, 20, 14, 30, n, 123456, tzinfo=dt.UTC),
+    )
+
+
+async def append_now(conn: asyncpg.Connection, deliveries: list[Delivery]):
+    async with conn.transaction():
+        return await append(conn, deliveries)
+
+
+@pytest.fixture
+async def logged(conn, org_id):
+    await append_now(conn, [delivery(org_id, 1), delivery(org_id, 2)])
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE event_log SET external_id = 'forged' WHERE id = 1",
+        "UPDATE event_log SET body = 'x'::bytea",
+        "DELETE FROM event_log WHERE id = 2",
+        "TRUNCATE event_log",
+        "TRUNCATE organizations CASCADE",
+    ],
+)
+@pytest.mark.parametrize("replica", [False, True], ids=["origin", "replica-role"])
+async def test_log_refuses_every_change_even_to_a_superuser(conn, logged, statement, replica):
+    # session_replication_role = replica is the usual way to switch triggers off; ENABLE ALWAYS holds.
+    if replica:
+        await conn.execute("SET session_replication_role = replica")
+    with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+        await conn.execute(statement)
+    await conn.execute("RESET session_replication_role")
+    rows = await conn.fetch("SELECT id, external_id FROM event_log ORDER BY id")
+    assert [(r["id"], r["external_id"]) for r in rows] == [(1, "c1"), (2, "c2")]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["UPDATE event_log_head SET position = 0", "DELETE FROM event_log_head", "TRUNCATE event_log_head"],
+)
+async def test_head_only_moves_forward(conn, logged, statement):
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await conn.execute(statement)
+    assert await conn.fetchval("SELECT position FROM event_log_head") == 2
+
+
+async def test_service_role_can_append_but_never_change(db_url, conn, org_id):
+    role = f"mc_service_{uuid.uuid4().hex[:8]}"
+    await conn.execute(f'CREATE ROLE "{role}"')
+    try:
+        await grant_service_role(conn, role)
+        await conn.execute(f'SET ROLE "{role}"')
+        await append_now(conn, [delivery(org_id, 1)])
+        assert await conn.fetchval("SELECT count(*) FROM event_log") == 1
+        # The privilege check comes before any trigger: this role is stopped by the grants alone.
+        for statement in (
+            "UPDATE event_log SET external_id = 'x'",
+            "DELETE FROM event_log",
+            "TRUNCATE event_log",
+            "ALTER TABLE event_log DISABLE TRIGGER ALL",
+        ):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied|must be owner"):
+                await conn.execute(statement)
+        for privilege in ("UPDATE", "DELETE", "TRUNCATE"):
+            assert not await conn.fetchval("SELECT has_table_privilege('event_log', $1)", privilege)
+        for privilege in ("SELECT", "INSERT"):
+            assert await conn.fetchval("SELECT has_table_privilege('event_log', $1)", privilege)
+    finally:
+        await conn.execute("RESET ROLE")
+        await conn.execute(f'DROP OWNED BY "{role}"; DROP ROLE "{role}"')
+
+
+async def test_rolled_back_append_leaves_no_hole(conn, org_id):
+    await append_now(conn, [delivery(org_id, 1)])
+    tx = conn.transaction()
+    await tx.start()
+    [rolled_back] = await append(conn, [delivery(org_id, 2)])
+    await tx.rollback()
+    [next_one] = await append_now(conn, [delivery(org_id, 3)])
+
+    assert rolled_back.event_id == 2
+    assert next_one.event_id == 2
+    assert [r["id"] for r in await conn.fetch("SELECT id FROM event_log ORDER BY id")] == [1, 2]
+
+
+async def test_append_outside_a_transaction_is_refused(conn, org_id):
+    with pytest.raises(RuntimeError, match="inside a transaction"):
+        await append(conn, [delivery(org_id, 1)])
+    assert await conn.fetchval("SELECT count(*) FROM event_log") == 0
+
+
+async def test_each_hash_covers_the_previous_one(conn, org_id):
+    await append_now(conn, [delivery(org_id, 1), delivery(org_id, 2)])
+    await append_now(conn, [delivery(org_id, 3)])
+    rows = await conn.fetch("SELECT * FROM event_log ORDER BY id")
+
+    previous = GENESIS_HASH
+    for row in rows:
+        assert bytes(row["prev_hash"]) == previous
+        expected = event_hash(
+            previous,
+            event_id=row["id"],
+            received_at=row["received_at"],
+            kind=row["kind"],
+            event_type=row["event_type"],
+            org_id=row["org_id"],
+            external_id=row["external_id"],
+            content_type=row["content_type"],
+            body_sha256=bytes(row["body_sha256"]),
+        )
+        assert bytes(row["hash"]) == expected
+        previous = expected
+    head = await conn.fetchrow("SELECT position, hash FROM event_log_head")
+    assert (head["position"], bytes(head["hash"])) == (3, previous)
+
+
+async def test_changing_any_envelope_field_changes_the_hash(org_id):
+    base = delivery(org_id, 1)
+    fields = dict(
+        event_id=1,
+        received_at=base.received_at,
+        kind=base.kind,
+        event_type=base.event_type,
+        org_id=base.org_id,
+        external_id=base.external_id,
+        content_type=base.content_type,
+        body_sha256=base.body_sha256,
+    )
+    original = event_hash(GENESIS_HASH, **fields)
+    variants = {
+        "event_id": 2,
+        "received_at": base.received_at + dt.timedelta(microseconds=1),
+        "kind": "sms",
+        "event_type": "call.started",
+        "org_id": uuid.uuid4(),
+        "external_id": "c2",
+        "content_type": None,
+        "body_sha256": hashlib.sha256(b"other").digest(),
+    }
+    for name, value in variants.items():
+        assert event_hash(GENESIS_HASH, **{**fields, name: value}) != original, name
+    assert event_hash(bytes([1]) * 32, **fields) != original
+
+
+async def test_duplicates_within_one_batch_and_across_batches(conn, org_id):
+    first = await append_now(conn, [delivery(org_id, 1), delivery(org_id, 1), delivery(org_id, 2)])
+    second = await append_now(conn, [delivery(org_id, 2), delivery(org_id, 1, kind="sms")])
+
+    assert [(a.event_id, a.duplicate) for a in first] == [(1, False), (1, True), (2, False)]
+    # Same bytes on another endpoint are another delivery.
+    assert [(a.event_id, a.duplicate) for a in second] == [(2, True), (3, False)]
+    assert await conn.fetchval("SELECT count(*) FROM event_log") == 3
