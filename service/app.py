@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from litestar import Litestar, Request, Response
 from litestar.exceptions import HTTPException
@@ -76,21 +77,25 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     )
 
 
-def _error(status: int, error: str, details: str, headers: dict[str, str] | None = None) -> Response[dict[str, str]]:
+def _error(
+    status: int, error: str, details: str, headers: dict[str, str] | None = None
+) -> Response[dict[str, str]]:
     return Response({"error": error, "details": details}, status_code=status, headers=headers)
 
 
-def _ingest_error(_: Request[object, object, object], exc: IngestError) -> Response[dict[str, str]]:
+def _ingest_error(_: Request[Any, Any, Any], exc: IngestError) -> Response[dict[str, str]]:
     status = _STATUS.get(type(exc), 500)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {"Retry-After": "5"} if status == 503 else None
+    headers = (
+        {"WWW-Authenticate": "Bearer"} if status == 401 else {"Retry-After": "5"} if status == 503 else None
+    )
     return _error(status, exc.reason, exc.details, headers)
 
 
-def _http_error(_: Request[object, object, object], exc: HTTPException) -> Response[dict[str, str]]:
+def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, str]]:
     return _error(exc.status_code, "http_error", str(exc.detail))
 
 
-def _unexpected_error(request: Request[object, object, object], exc: Exception) -> Response[dict[str, str]]:
+def _unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, str]]:
     if is_unavailable(exc):
         return _ingest_error(request, DatabaseUnavailable("the database is not reachable; retry later"))
     _log.error("unexpected error", exc_info=exc, extra={"fields": {"path": request.url.path}})

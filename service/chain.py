@@ -17,7 +17,7 @@ from uuid import UUID
 
 import msgspec
 
-__all__ = ["GENESIS_HASH", "event_hash", "epoch_micros"]
+__all__ = ["GENESIS_HASH", "epoch_micros", "event_hash"]
 
 GENESIS_HASH = bytes(32)
 

@@ -7,6 +7,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 from uuid import UUID
 
 import asyncpg
@@ -25,8 +26,14 @@ def database_url(settings: Settings) -> str:
     return settings.database_url or start_embedded(settings.var_dir)
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, like every other failure of this command (argparse would add the usage text).
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mightycall-ingest", description=__doc__)
+    parser = _Parser(prog="mightycall-ingest", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("migrate", help="upgrade the database schema to head")
 

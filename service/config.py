@@ -13,7 +13,7 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
 # The function set this service replaces documented this literal as the secret to set, and fell back to
 # it when none was set. Anyone who read that README knows it, so it is refused like no secret at all.
-_PUBLISHED_EXAMPLE_SECRET = "your-secret-key"
+_PUBLISHED_EXAMPLE_SECRET = "your-secret-key"  # noqa: S105 - refused, never used
 
 
 class ConfigError(Exception):
@@ -24,7 +24,9 @@ def parse_secrets(raw: str | None) -> tuple[str, ...]:
     """Comma-separated secrets; several are active at once while one is being rotated out."""
     secrets = tuple(part.strip() for part in (raw or "").split(",") if part.strip())
     if _PUBLISHED_EXAMPLE_SECRET in secrets:
-        raise ConfigError(f"MIGHTYCALL_WEBHOOK_SECRET must not be the published example '{_PUBLISHED_EXAMPLE_SECRET}'")
+        raise ConfigError(
+            f"MIGHTYCALL_WEBHOOK_SECRET must not be the published example '{_PUBLISHED_EXAMPLE_SECRET}'"
+        )
     return secrets
 
 

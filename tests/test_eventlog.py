@@ -12,20 +12,7 @@ import pytest
 from service.chain import GENESIS_HASH, event_hash
 from service.eventlog import Delivery, append
 from service.grants import grant_service_role
-
-
-def delivery(org_id: uuid.UUID, n: int, kind: str = "calls") -> Delivery:
-    body = f'{{"event": "call.completed", "call_id": "c{n}"}}'.encode()
-    return Delivery(
-        kind=kind,
-        event_type="call.completed",
-        org_id=org_id,
-        external_id=f"c{n}",
-        content_type="application/json",
-        body=body,
-        body_sha256=hashlib.sha256(body).digest(),
-        received_at=dt.datetime(2024, 1, 20, 14, 30, n, 123456, tzinfo=dt.UTC),
-    )
+from tests.support.deliveries import delivery
 
 
 async def append_now(conn: asyncpg.Connection, deliveries: list[Delivery]):
@@ -85,7 +72,7 @@ async def test_service_role_can_append_but_never_change(db_url, conn, org_id):
             "TRUNCATE event_log",
             "ALTER TABLE event_log DISABLE TRIGGER ALL",
         ):
-            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied|must be owner"):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match=r"permission denied|must be owner"):
                 await conn.execute(statement)
         for privilege in ("UPDATE", "DELETE", "TRUNCATE"):
             assert not await conn.fetchval("SELECT has_table_privilege('event_log', $1)", privilege)

@@ -27,7 +27,9 @@ async def _follow(url: str, done: asyncio.Event) -> tuple[list[int], int]:
         while True:
             finished = done.is_set()
             last = seen[-1] if seen else 0
-            ids = [r["id"] for r in await conn.fetch("SELECT id FROM event_log WHERE id > $1 ORDER BY id", last)]
+            ids = [
+                r["id"] for r in await conn.fetch("SELECT id FROM event_log WHERE id > $1 ORDER BY id", last)
+            ]
             # Whatever is visible right after `last` must continue it exactly: a later id visible before
             # an earlier one would be skipped for good by this reader.
             assert ids == list(range(last + 1, last + 1 + len(ids))), (last, ids[:5])

@@ -43,9 +43,10 @@ async def test_body_is_kept_byte_for_byte(client, conn, org_id):
     # Whitespace, key order, unicode escapes, a duplicated key and an unknown field: a re-serialised body
     # would lose every one of them.
     body = (
-        b'{ "timestamp" : "2024-01-20T14:30:00+02:00",\r\n\t"call_id":"c\\u00e9-1",  "event":"call.completed",'
-        b' "phone_number":"+1 (212) 555-1234", "caller_name": "Jos\\u00e9 \xf0\x9f\x93\x9e",'
-        b' "status": "ringing",  "status": "completed", "duration": 180, "x-extra": {"nested": [1, 2.50, null]},'
+        b'{ "timestamp" : "2024-01-20T14:30:00+02:00",\r\n\t"call_id":"c\\u00e9-1",'
+        b'  "event":"call.completed", "phone_number":"+1 (212) 555-1234",'
+        b' "caller_name": "Jos\\u00e9 \xf0\x9f\x93\x9e", "status": "ringing",  "status": "completed",'
+        b' "duration": 180, "x-extra": {"nested": [1, 2.50, null]},'
         b' "org_id": "' + str(org_id).encode() + b'" }\n\n'
     )
     response = await client.post(PATHS["calls"], content=body, headers=bearer())
@@ -80,7 +81,9 @@ async def test_either_rotated_secret_is_accepted(client, conn, org_id):
 async def test_exact_redelivery_is_a_duplicate_of_the_original(client, conn, org_id):
     body = body_for("calls", org_id)
     first = await client.post(PATHS["calls"], content=body, headers=bearer())
-    other = await client.post(PATHS["calls"], content=body_for("calls", org_id, call_id="x"), headers=bearer())
+    other = await client.post(
+        PATHS["calls"], content=body_for("calls", org_id, call_id="x"), headers=bearer()
+    )
     again = await client.post(PATHS["calls"], content=body, headers=bearer())
 
     assert first.json() == {"status": "accepted", "event_id": 1}
@@ -139,7 +142,9 @@ async def test_concurrent_distinct_deliveries_get_distinct_gapless_ids(client, c
 )
 async def test_unauthenticated_delivery_is_refused_and_not_stored(client, conn, org_id, headers):
     response = await client.post(
-        PATHS["calls"], content=body_for("calls", org_id), headers={**headers, "Content-Type": "application/json"}
+        PATHS["calls"],
+        content=body_for("calls", org_id),
+        headers={**headers, "Content-Type": "application/json"},
     )
 
     assert response.status_code == 401
@@ -174,7 +179,9 @@ async def test_body_over_the_limit_is_413_and_recorded_without_the_body(client, 
         ("sms", {"event": "call.completed"}, "$.event"),
     ],
 )
-async def test_invalid_payload_is_400_naming_the_field_and_recorded(client, conn, org_id, kind, changes, field):
+async def test_invalid_payload_is_400_naming_the_field_and_recorded(
+    client, conn, org_id, kind, changes, field
+):
     body = body_for(kind, org_id, **changes)
     response = await client.post(PATHS[kind], content=body, headers=bearer())
 
