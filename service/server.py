@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import uvicorn
 
 from service.app import create_app
@@ -14,6 +16,11 @@ __all__ = ["serve"]
 def serve(settings: Settings, database_url: str, *, host: str, port: int) -> None:
     app = create_app(settings, database_url)  # refuses to build without a webhook secret
     configure_logging()
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then restores the handlers it found and raises
+    # the signal again. With the defaults that kills the process by signal (or prints a KeyboardInterrupt
+    # traceback) after a clean shutdown; these make a clean shutdown exit 0.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, lambda *_: None)
     uvicorn.run(
         app,
         host=host,

@@ -1,0 +1,94 @@
+"""The real command: `mightycall-ingest serve` over real HTTP, its log lines, and a clean SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.support.http import SECOND_SECRET, SECRET, bearer
+from tests.support.payloads import PATHS, SEED, body_for
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def _wait_until_healthy(client: httpx.AsyncClient, process: asyncio.subprocess.Process) -> None:
+    for _ in range(200):
+        if process.returncode is not None:
+            raise AssertionError(f"serve exited with {process.returncode}")
+        try:
+            if (await client.get("/health")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.1)
+    raise AssertionError("serve did not become healthy")
+
+
+async def test_serve_logs_each_delivery_without_secrets_and_stops_cleanly(db_url, conn, org_id):
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "MIGHTYCALL_WEBHOOK_SECRET": f"{SECRET},{SECOND_SECRET}",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "service.cli",
+        "serve",
+        "--port",
+        str(port),
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            await _wait_until_healthy(client, process)
+            statuses = [
+                (await client.post(PATHS[kind], content=body_for(kind, org_id), headers=bearer())).status_code
+                for kind in PATHS
+            ]
+            refused = await client.post(
+                PATHS["sms"], content=body_for("sms", org_id), headers=bearer("not-" + SECRET)
+            )
+            ready = await client.get("/ready")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+
+    assert statuses == [202, 202, 202, 202]
+    assert refused.status_code == 401
+    assert ready.json() == {"ready": True}
+    assert process.returncode == 0, stderr.decode()[-2000:]
+    assert await conn.fetchval("SELECT count(*) FROM event_log") == 4
+
+    log = stderr.decode()
+    lines = [json.loads(line) for line in log.splitlines()]
+    deliveries = [line for line in lines if line.get("msg") == "delivery"]
+    assert [(d["kind"], d["outcome"]) for d in deliveries] == [
+        ("calls", "accepted"),
+        ("sms", "accepted"),
+        ("recordings", "accepted"),
+        ("reports", "accepted"),
+        ("sms", "unauthorized"),
+    ]
+    assert all(d["latency_ms"] >= 0 for d in deliveries)
+    assert [d["event_id"] for d in deliveries[:4]] == [1, 2, 3, 4]
+    assert {d["org_id"] for d in deliveries[:4]} == {str(org_id)}
+    for never in (SECRET, SECOND_SECRET, SEED["sms"]["message"]):
+        assert never not in log
