@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -38,6 +39,7 @@ def server_url() -> Iterator[str]:
     server = embedded_server(pgdata, cleanup_mode="delete")
     yield server.get_uri("postgres")
     server.cleanup()
+    shutil.rmtree(pgdata.parent, ignore_errors=True)
 
 
 async def _admin(server_url: str, *statements: str) -> None:
