@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 from litestar import Litestar, Request, Response
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 
+from projections.live import LiveProjector
+from projections.registry import PROJECTIONS
+from projections.status import projection_statuses
 from service.appender import Appender
 from service.auth import BearerAuth
 from service.config import ConfigError, Settings
@@ -53,9 +58,18 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         appender = Appender(pool)
         appender.start()
         ingestion.pool, ingestion.resolver, ingestion.appender = pool, OrgResolver(pool), appender
+        stop_projector = asyncio.Event()
+        projector = None
+        if settings.run_projector:
+            await _warn_if_rebuild_due(pool)
+            live = LiveProjector(pool, database_url, PROJECTIONS.values(), region=settings.default_region)
+            projector = asyncio.create_task(live.run(stop_projector), name="projector")
         try:
             yield
         finally:
+            stop_projector.set()
+            if projector is not None:
+                await projector
             # Everything already accepted into the queue is committed (and answered) before the pool closes.
             await appender.close()
             await pool.close()
@@ -75,6 +89,17 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         openapi_config=OpenAPIConfig(title="mightycall-ingest", version="0.1.0", path="/schema"),
         debug=False,
     )
+
+
+async def _warn_if_rebuild_due(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        for status in await projection_statuses(conn):
+            if status.rebuild_due:
+                _log.warning(
+                    "projection table built by an older version: run `mightycall-ingest rebuild %s`",
+                    status.name,
+                    extra={"fields": {"projection": status.name, "table_version": status.table_version}},
+                )
 
 
 def _error(

@@ -12,7 +12,8 @@ from uuid import UUID
 
 import asyncpg
 
-from service import migrations, reference
+from projections.registry import PROJECTIONS
+from service import migrations, projection_commands, reference
 from service.config import ConfigError, Settings
 from service.db import connect, is_unavailable
 from service.embedded import start_embedded
@@ -59,16 +60,25 @@ def _parser() -> argparse.ArgumentParser:
     phone_import = phones.add_parser("import", help="import a CSV with a phone_number column")
     phone_import.add_argument("file", type=Path)
     phone_import.add_argument("--org", type=UUID, required=True)
+
+    projections = commands.add_parser("projections", help="the projected tables").add_subparsers(
+        dest="action", required=True
+    )
+    projections.add_parser("status", help="each projection: version, position, lag, whether a rebuild is due")
+    commands.add_parser("project", help="run the live projector alone (serve runs one too)")
+    rebuild = commands.add_parser("rebuild", help="rebuild projections from the log while the service runs")
+    rebuild.add_argument("names", nargs="*", metavar="NAME", help=", ".join(PROJECTIONS))
+    rebuild.add_argument("--all", action="store_true", dest="everything", help="every projection")
     return parser
 
 
-async def _reference_command(args: argparse.Namespace, url: str, numbers: list[str]) -> str:
+async def _reference_command(args: argparse.Namespace, url: str, numbers: list[str], region: str) -> str:
     async with connect(url) as conn:
         if args.command == "orgs":
             return str(await reference.add_organization(conn, args.name, args.org_id))
         if args.command == "integrations":
             return str(await reference.add_integration(conn, args.org, args.integration_id))
-        added = await reference.import_phone_numbers(conn, args.org, numbers)
+        added = await reference.import_phone_numbers(conn, args.org, numbers, region=region)
         return f"{added} added, {len(numbers) - added} already present"
 
 
@@ -86,6 +96,16 @@ def _run(args: argparse.Namespace) -> str | None:
 
         serve(settings, database_url(settings), host=args.host, port=args.port)
         return None
+    if args.command == "projections":
+        return asyncio.run(projection_commands.status_table(database_url(settings)))
+    if args.command == "project":
+        asyncio.run(projection_commands.project(database_url(settings), settings))
+        return None
+    if args.command == "rebuild":
+        url = database_url(settings)
+        return asyncio.run(
+            projection_commands.rebuild_projections(url, settings, args.names, args.everything)
+        )
     if args.command == "migrate":
         url = database_url(settings)
         migrations.upgrade(url)
@@ -94,7 +114,7 @@ def _run(args: argparse.Namespace) -> str | None:
         return None
     # A bad file is reported before any database is started.
     numbers = read_phone_numbers(args.file) if args.command == "phone-numbers" else []
-    return asyncio.run(_reference_command(args, database_url(settings), numbers))
+    return asyncio.run(_reference_command(args, database_url(settings), numbers, settings.default_region))
 
 
 def _one_line(exc: Exception) -> str:

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import phonenumbers
+
 __all__ = ["ConfigError", "Settings", "parse_secrets"]
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
@@ -43,6 +45,15 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _region(raw: str | None) -> str:
+    region = (raw or "US").strip().upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise ConfigError(
+            f"MIGHTYCALL_DEFAULT_REGION must be a two-letter region such as US or GB, got {raw!r}"
+        )
+    return region
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     database_url: str | None = None
@@ -52,6 +63,10 @@ class Settings:
     service_role: str | None = None
     """A database role that `migrate` grants only what the service needs (SELECT and INSERT on the log)."""
     var_dir: Path = Path("var")
+    default_region: str = "US"
+    """Region for phone numbers written without a country code."""
+    run_projector: bool = True
+    """Whether `serve` runs a live projector (only one is active across all processes anyway)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -61,6 +76,7 @@ class Settings:
             max_body_bytes=_positive_int(env, "MIGHTYCALL_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
             service_role=env.get("MIGHTYCALL_SERVICE_ROLE") or None,
             var_dir=Path(env.get("MIGHTYCALL_VAR_DIR") or "var"),
+            default_region=_region(env.get("MIGHTYCALL_DEFAULT_REGION")),
         )
 
     def __repr__(self) -> str:

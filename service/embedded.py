@@ -36,10 +36,10 @@ def start_embedded(var_dir: Path) -> str:
 def _ensure_database(server: Any) -> None:
     # \gexec runs the CREATE only when the SELECT returns it, so a second start reuses the data.
     server.psql(
-        f"SELECT 'CREATE DATABASE {DATABASE_NAME}' "  # noqa: S608 - a constant, not input
+        f"SELECT 'CREATE DATABASE {DATABASE_NAME}' "
         f"WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{DATABASE_NAME}') \\gexec\n"
     )
     # psql exits 0 on SQL errors, so look rather than trust its status.
-    exists = f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';"  # noqa: S608 - a constant
+    exists = f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';"
     if "(1 row)" not in server.psql(exists):
         raise RuntimeError(f"could not create the database {DATABASE_NAME!r} in the embedded PostgreSQL")

@@ -26,7 +26,11 @@ import asyncpg
 
 from service.chain import event_hash
 
-__all__ = ["Appended", "Delivery", "append"]
+__all__ = ["CHANNEL", "Appended", "Delivery", "append"]
+
+CHANNEL = "mightycall_event_log"
+"""NOTIFY channel: each append transaction signals it, delivered when the transaction commits, so the
+live projector wakes without polling."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +70,10 @@ _INSERT = """
                          $7::text[], $8::bytea[], $9::bytea[], $10::bytea[], $11::bytea[])
 """
 
-_MOVE_HEAD = "UPDATE event_log_head SET position = $1, hash = $2"
+_MOVE_HEAD = f"""
+    WITH moved AS (UPDATE event_log_head SET position = $1, hash = $2 RETURNING position)
+    SELECT pg_notify('{CHANNEL}', position::text) FROM moved
+"""
 
 
 async def append(conn: asyncpg.Connection, deliveries: Sequence[Delivery]) -> list[Appended]:

@@ -21,7 +21,7 @@ def health() -> dict[str, str]:
 def readiness_handler(pool_of: Any) -> Any:
     """`pool_of()` returns the app's pool, which exists only once the lifespan has started."""
 
-    @get("/ready", summary="The database is reachable and its schema is at head")
+    @get("/ready", summary="The database is reachable, its schema at head, no projection stopped")
     async def ready() -> Response[dict[str, Any]]:
         pool: asyncpg.Pool | None = pool_of()
         if pool is None:
@@ -36,6 +36,14 @@ def readiness_handler(pool_of: Any) -> Any:
             raise
         if version != head_revision():
             return _not_ready(f"schema at {version}, code expects {head_revision()}: run migrate")
+        stopped = await pool.fetch(
+            "SELECT name, error_position FROM projection_checkpoints WHERE error IS NOT NULL ORDER BY name"
+        )
+        if stopped:
+            where = ", ".join(f"{row['name']} at event {row['error_position']}" for row in stopped)
+            return _not_ready(
+                f"projection stopped on an error: {where}; see `mightycall-ingest projections status`"
+            )
         return Response({"ready": True}, status_code=200)
 
     return ready

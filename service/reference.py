@@ -8,6 +8,8 @@ from uuid import UUID
 
 import asyncpg
 
+from projections.phones import to_e164
+
 __all__ = ["ReferenceDataError", "add_integration", "add_organization", "import_phone_numbers"]
 
 
@@ -37,22 +39,26 @@ async def add_integration(conn: asyncpg.Connection, org_id: UUID, integration_id
     return integration_id
 
 
-async def import_phone_numbers(conn: asyncpg.Connection, org_id: UUID, numbers: Sequence[str]) -> int:
-    """Adds the numbers the organization does not have yet, all in one transaction; returns how many."""
+async def import_phone_numbers(
+    conn: asyncpg.Connection, org_id: UUID, numbers: Sequence[str], *, region: str
+) -> int:
+    """Adds the numbers the organization does not have yet, all in one transaction; returns how many.
+    A number it has in another spelling (the same E.164 form) counts as present."""
     async with conn.transaction():
         if not await conn.fetchval("SELECT true FROM organizations WHERE id = $1", org_id):
             raise ReferenceDataError(f"no organization {org_id}")
         added = await conn.fetchval(
             """
             WITH added AS (
-                INSERT INTO phone_numbers (org_id, phone_number)
-                SELECT $1, number FROM unnest($2::text[]) AS number
-                ON CONFLICT (org_id, phone_number) DO NOTHING
+                INSERT INTO phone_numbers (org_id, phone_number, e164)
+                SELECT $1, number, e164 FROM unnest($2::text[], $3::text[]) AS n (number, e164)
+                ON CONFLICT DO NOTHING
                 RETURNING 1
             )
             SELECT count(*) FROM added
             """,
             org_id,
             list(numbers),
+            [to_e164(number, region) for number in numbers],
         )
     return int(added)

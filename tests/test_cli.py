@@ -71,7 +71,7 @@ def assert_uuid(text: str) -> uuid.UUID:
 
 
 async def count(conn: asyncpg.Connection, table: str) -> int:
-    return await conn.fetchval(f"SELECT count(*) FROM {table}")  # noqa: S608 - fixed table names
+    return await conn.fetchval(f"SELECT count(*) FROM {table}")
 
 
 async def org_numbers(conn: asyncpg.Connection, org: uuid.UUID) -> set[str]:

@@ -1,0 +1,73 @@
+"""What every projection is made of: events in, rows out, described as data."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from projections.phones import PhoneBook
+from service.payloads import Payload
+
+__all__ = ["Event", "Key", "Projection", "Row", "Table", "is_older", "row_id"]
+
+Row = dict[str, Any]
+"""Column name -> value, as written to (and read from) the projection's table."""
+Key = tuple[Any, ...]
+"""A row's natural key, in the order of Table.key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An event of the log as projections see it: its position, envelope and decoded payload."""
+
+    id: int
+    kind: str
+    org_id: UUID
+    payload: Payload
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    key: tuple[str, ...]
+    columns: Mapping[str, str]
+    """Every column the projection writes -> its PostgreSQL type, `id` and the key included."""
+
+
+@dataclass(frozen=True)
+class Projection:
+    """A projection is two pure functions over one table.
+
+    `keys(event)` names the rows an event touches; `apply(row, event, key, phones)` returns the row
+    as it is after the event, or None when the event changes nothing (it is older than what the row
+    already reflects). `row` is None when the row does not exist yet. No I/O, no clock, no randomness:
+    the live projector and a rebuild from the log reach the same rows.
+    """
+
+    name: str
+    version: int
+    """Bump when the rows this projection writes change meaning; `projections status` then says that
+    the table, built by an older version, is due a rebuild."""
+    kinds: frozenset[str]
+    table: Table
+    keys: Callable[[Event], list[Key]]
+    apply: Callable[[Row | None, Event, Key, PhoneBook], Row | None]
+    phone_numbers: Callable[[Event], list[str | None]]
+    """The raw numbers an event mentions, so the runner can load their ids before applying it."""
+
+
+_NAMESPACE = uuid.UUID("6f1e7a52-3c59-4b5e-9d0c-8a1f0e4b2d11")
+
+
+def row_id(table: str, *key: object) -> UUID:
+    """The same natural key always gets the same id, in the live table and in any rebuild."""
+    return uuid.uuid5(_NAMESPACE, "\x1f".join([table, *map(str, key)]))
+
+
+def is_older(timestamp: Any, event_id: int, row_timestamp: Any, row_event_id: int) -> bool:
+    """Whether an event is not newer than the one a row reflects: its payload timestamp is earlier, or
+    equal with an earlier log position. Redeliveries and late retries never move a row backwards."""
+    return bool((timestamp, event_id) <= (row_timestamp, row_event_id))

@@ -1,0 +1,154 @@
+"""Rebuilding a projection from the whole log while ingestion and the live projector go on.
+
+The new table is built beside the live one (`<table>__rebuild`, the same definition), filled from the
+first event in bounded batches, caught up to the head, and swapped in by one short transaction that
+holds the projection's checkpoint row, so the live projector pauses for exactly that long. Readers
+see the old table until the swap commits and the new one after: never an empty or half-built one.
+A crash part-way leaves the live table untouched; running the rebuild again starts it over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import asyncpg
+
+from projections.model import Projection
+from projections.runner import head_position, project_batch
+from service.db import connect
+
+__all__ = ["Progress", "build_shadow", "rebuild"]
+
+SHADOW_SUFFIX = "__rebuild"
+_REPLACED_SUFFIX = "__replaced"
+
+Progress = Callable[[str, int, int], None]
+"""Called with (projection name, position reached, head position) after each batch."""
+
+_SWAP_ATTEMPTS = 5
+# The swap needs a moment of exclusive access to the live table: a long query there makes the swap
+# give up and try again, rather than queue every reader behind it.
+_SWAP_LOCK_TIMEOUT = "3s"
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+async def build_shadow(
+    conn: asyncpg.Connection,
+    projection: Projection,
+    *,
+    region: str,
+    batch_size: int,
+    progress: Progress | None,
+) -> tuple[str, int]:
+    """Create the shadow table and replay the log into it until it is within one batch of the head.
+    Returns the shadow's name and the position it reached."""
+    live = projection.table.name
+    shadow = live + SHADOW_SUFFIX
+    await conn.execute(
+        f"DROP TABLE IF EXISTS {_quote(shadow)};"
+        f"CREATE TABLE {_quote(shadow)} (LIKE {_quote(live)} INCLUDING ALL)"
+    )
+    position = 0
+    while True:
+        head = await head_position(conn)
+        if head - position <= batch_size:
+            return shadow, position
+        async with conn.transaction():
+            position = await project_batch(
+                conn, projection, shadow, after=position, upto=head, limit=batch_size, region=region
+            )
+        if progress is not None:
+            progress(projection.name, position, head)
+
+
+async def rebuild(
+    database_url: str,
+    projection: Projection,
+    *,
+    region: str,
+    batch_size: int = 5000,
+    progress: Progress | None = None,
+) -> int:
+    """Rebuild `projection`'s table from the log; returns the position the new table is at."""
+    async with connect(database_url) as conn:
+        shadow, position = await build_shadow(
+            conn, projection, region=region, batch_size=batch_size, progress=progress
+        )
+        for attempt in range(1, _SWAP_ATTEMPTS + 1):
+            try:
+                position = await _swap(
+                    conn, projection, shadow, position, region=region, batch_size=batch_size
+                )
+                break
+            except asyncpg.LockNotAvailableError:
+                if attempt == _SWAP_ATTEMPTS:
+                    raise
+                await asyncio.sleep(attempt)
+        if progress is not None:
+            progress(projection.name, position, position)
+        return position
+
+
+async def _swap(
+    conn: asyncpg.Connection,
+    projection: Projection,
+    shadow: str,
+    position: int,
+    *,
+    region: str,
+    batch_size: int,
+) -> int:
+    live = projection.table.name
+    async with conn.transaction():
+        await conn.execute(f"SET LOCAL lock_timeout = '{_SWAP_LOCK_TIMEOUT}'")
+        # Holding the checkpoint row keeps the live projector from writing this table until we commit.
+        await conn.execute("SELECT 1 FROM projection_checkpoints WHERE name = $1 FOR UPDATE", projection.name)
+        head = await head_position(conn)
+        while position < head:
+            position = await project_batch(
+                conn, projection, shadow, after=position, upto=head, limit=batch_size, region=region
+            )
+        grants = await conn.fetch(
+            """
+            SELECT grantee, string_agg(privilege_type, ', ') AS privileges
+            FROM information_schema.role_table_grants
+            WHERE table_schema = current_schema() AND table_name = $1
+              AND grantee <> (SELECT tableowner FROM pg_tables
+                              WHERE schemaname = current_schema() AND tablename = $1)
+            GROUP BY grantee
+            """,
+            live,
+        )
+        replaced = live + _REPLACED_SUFFIX
+        await conn.execute(
+            f"ALTER TABLE {_quote(live)} RENAME TO {_quote(replaced)};"
+            f"ALTER TABLE {_quote(shadow)} RENAME TO {_quote(live)};"
+            f"DROP TABLE {_quote(replaced)}"
+        )
+        # LIKE ... INCLUDING ALL named the indexes after the shadow; give them the live table's names back.
+        for index in await conn.fetch(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND tablename = $1", live
+        ):
+            name: str = index["indexname"]
+            if name.startswith(shadow):
+                await conn.execute(
+                    f"ALTER INDEX {_quote(name)} RENAME TO {_quote(live + name[len(shadow) :])}"
+                )
+        for grant in grants:
+            grantee = "PUBLIC" if grant["grantee"] == "PUBLIC" else _quote(grant["grantee"])
+            await conn.execute(f"GRANT {grant['privileges']} ON {_quote(live)} TO {grantee}")
+        await conn.execute(
+            """
+            UPDATE projection_checkpoints
+            SET position = $2, version = $3, error = NULL, error_position = NULL, updated_at = now()
+            WHERE name = $1
+            """,
+            projection.name,
+            position,
+            projection.version,
+        )
+    return position

@@ -1,0 +1,136 @@
+"""Applying a batch of the log to a projection's table: rows and checkpoint in one transaction.
+
+Reading "id > checkpoint" is safe because positions are gapless and ascending in commit order
+(service/eventlog.py): nothing can commit later with a position below one already read. Reads stop at
+the head's position, read first: every event up to it has committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from uuid import UUID
+
+import asyncpg
+
+from projections.model import Event, Key, Projection, Row
+from projections.phones import PhoneBook, to_e164
+from projections.store import load_rows, upsert_rows
+from service.payloads import decode
+
+__all__ = ["ProjectionFailed", "head_position", "load_phone_book", "project_batch", "step"]
+
+_READ = """
+    SELECT id, kind, org_id, body FROM event_log
+    WHERE id > $1 AND id <= $2 AND kind = ANY($3::text[])
+    ORDER BY id LIMIT $4
+"""
+
+_PHONES = """
+    SELECT p.org_id, p.e164, p.id FROM phone_numbers p
+    JOIN unnest($1::uuid[], $2::text[]) AS k (org_id, e164) ON p.org_id = k.org_id AND p.e164 = k.e164
+"""
+
+
+class ProjectionFailed(Exception):
+    """The event at `position` cannot be applied; the projection stops there rather than skip it."""
+
+    def __init__(self, position: int, cause: BaseException) -> None:
+        first_line = (str(cause).strip().splitlines() or [""])[0][:300]
+        super().__init__(f"event {position}: {type(cause).__name__}: {first_line}")
+        self.position = position
+
+
+async def head_position(conn: asyncpg.Connection) -> int:
+    position: int = await conn.fetchval("SELECT position FROM event_log_head")
+    return position
+
+
+async def load_phone_book(
+    conn: asyncpg.Connection, region: str, mentions: Iterable[tuple[UUID, str | None]]
+) -> PhoneBook:
+    pairs = {(org_id, e164) for org_id, raw in mentions if (e164 := to_e164(raw, region)) is not None}
+    if not pairs:
+        return PhoneBook(region)
+    orgs, numbers = zip(*pairs, strict=True)
+    rows = await conn.fetch(_PHONES, list(orgs), list(numbers))
+    return PhoneBook(region, {(row["org_id"], row["e164"]): row["id"] for row in rows})
+
+
+def _event(row: asyncpg.Record) -> Event:
+    try:
+        return Event(
+            id=row["id"], kind=row["kind"], org_id=row["org_id"], payload=decode(row["kind"], row["body"])
+        )
+    except Exception as exc:
+        raise ProjectionFailed(row["id"], exc) from exc
+
+
+async def project_batch(
+    conn: asyncpg.Connection,
+    projection: Projection,
+    table_name: str,
+    *,
+    after: int,
+    upto: int,
+    limit: int,
+    region: str,
+) -> int:
+    """Apply the projection's events in (after, upto] (at most `limit`) to `table_name`; returns the
+    position reached. `upto` must be a committed head position."""
+    records = await conn.fetch(_READ, after, upto, list(projection.kinds), limit)
+    # Fewer than `limit`: every event up to `upto` has been seen, including those of other kinds.
+    reached = records[-1]["id"] if len(records) == limit else upto
+    events = [_event(record) for record in records]
+    touched: list[tuple[Event, list[Key]]] = []
+    for event in events:
+        try:
+            touched.append((event, projection.keys(event)))
+        except Exception as exc:
+            raise ProjectionFailed(event.id, exc) from exc
+    rows = await load_rows(conn, projection.table, table_name, (key for _, keys in touched for key in keys))
+    phones = await load_phone_book(
+        conn, region, ((event.org_id, raw) for event in events for raw in projection.phone_numbers(event))
+    )
+    changed: dict[Key, Row] = {}
+    for event, keys in touched:
+        for key in keys:
+            try:
+                row = projection.apply(rows.get(key), event, key, phones)
+            except Exception as exc:
+                raise ProjectionFailed(event.id, exc) from exc
+            if row is not None:
+                rows[key] = changed[key] = row
+    await upsert_rows(conn, projection.table, table_name, list(changed.values()))
+    return reached
+
+
+async def step(pool: asyncpg.Pool, projection: Projection, *, limit: int, region: str) -> bool:
+    """One batch into the live table. Returns whether the checkpoint moved.
+
+    The checkpoint row is locked first, so two projectors (or a projector and a rebuild's swap) take
+    turns: the second reads the position the first committed and never applies an event twice.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        checkpoint = await conn.fetchrow(
+            "SELECT position, error FROM projection_checkpoints WHERE name = $1 FOR UPDATE", projection.name
+        )
+        if checkpoint is None or checkpoint["error"] is not None:
+            return False
+        head = await head_position(conn)
+        if checkpoint["position"] >= head:
+            return False
+        reached = await project_batch(
+            conn,
+            projection,
+            projection.table.name,
+            after=checkpoint["position"],
+            upto=head,
+            limit=limit,
+            region=region,
+        )
+        await conn.execute(
+            "UPDATE projection_checkpoints SET position = $2, updated_at = now() WHERE name = $1",
+            projection.name,
+            reached,
+        )
+    return True

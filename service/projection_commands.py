@@ -1,0 +1,95 @@
+"""`projections status`, `project` and `rebuild`: the engineer's commands for the projections."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from typing import TextIO
+
+from projections.live import LiveProjector
+from projections.rebuild import rebuild
+from projections.registry import PROJECTIONS
+from projections.status import projection_statuses
+from service.config import ConfigError, Settings
+from service.db import connect, create_pool
+
+__all__ = ["project", "rebuild_projections", "status_table"]
+
+_log = logging.getLogger(__name__)
+
+
+async def status_table(url: str) -> str:
+    async with connect(url) as conn:
+        statuses = await projection_statuses(conn)
+    lines = [f"{'projection':<12}{'version':>8}{'table':>7}{'position':>10}{'lag':>8}  state"]
+    for s in statuses:
+        state = f"stopped at event {s.error_position}: {s.error}" if s.error else "running"
+        if s.rebuild_due:
+            state += f"; rebuild due (table built by version {s.table_version})"
+        lines.append(f"{s.name:<12}{s.version:>8}{s.table_version:>7}{s.position:>10}{s.lag:>8}  {state}")
+    return "\n".join(lines)
+
+
+async def project(url: str, settings: Settings) -> None:
+    """The live projector alone, until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(stop_signal, stop.set)
+    pool = await create_pool(url)
+    try:
+        await LiveProjector(pool, url, PROJECTIONS.values(), region=settings.default_region).run(stop)
+    finally:
+        await pool.close()
+
+
+def _chosen(names: Sequence[str], everything: bool) -> list[str]:
+    if everything:
+        return list(PROJECTIONS)
+    unknown = [name for name in names if name not in PROJECTIONS]
+    if unknown or not names:
+        raise ConfigError(f"name projections to rebuild ({', '.join(PROJECTIONS)}) or give --all")
+    return list(dict.fromkeys(names))
+
+
+async def rebuild_projections(url: str, settings: Settings, names: Sequence[str], everything: bool) -> str:
+    done = []
+    for name in _chosen(names, everything):
+        report = _ProgressReport(sys.stderr)
+        position = await rebuild(url, PROJECTIONS[name], region=settings.default_region, progress=report)
+        report.finish()
+        done.append(f"{name}: rebuilt up to event {position}")
+    return "\n".join(done)
+
+
+class _ProgressReport:
+    """A progress bar on a terminal; a plain line every few seconds otherwise (logs, CI)."""
+
+    def __init__(self, out: TextIO, every_s: float = 5.0) -> None:
+        self._out = out
+        self._tty = out.isatty()
+        self._started = self._last = time.monotonic()
+        self._every_s = every_s
+        self._line = ""
+
+    def __call__(self, name: str, position: int, head: int) -> None:
+        now = time.monotonic()
+        rate = position / max(now - self._started, 1e-6)
+        eta = (head - position) / rate if rate > 0 else 0.0
+        if self._tty:
+            filled = int(30 * position / head) if head else 30
+            bar = "#" * filled + "." * (30 - filled)
+            self._line = f"\r{name:<11}[{bar}] {position:,}/{head:,} events  {rate:,.0f}/s  ETA {eta:,.0f}s"
+            self._out.write(self._line)
+            self._out.flush()
+        elif now - self._last >= self._every_s or position == head:
+            self._last = now
+            self._out.write(f"{name}: {position:,}/{head:,} events, {rate:,.0f}/s, ETA {eta:,.0f}s\n")
+
+    def finish(self) -> None:
+        if self._tty and self._line:
+            self._out.write("\n")
