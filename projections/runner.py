@@ -88,9 +88,10 @@ async def project_batch(
         except Exception as exc:
             raise ProjectionFailed(event.id, exc) from exc
     rows = await load_rows(conn, projection.table, table_name, (key for _, keys in touched for key in keys))
-    phones = await load_phone_book(
-        conn, region, ((event.org_id, raw) for event in events for raw in projection.phone_numbers(event))
-    )
+    # A merged row can keep the number an earlier batch gave it, so the rows' numbers are looked up too.
+    mentioned = [(event.org_id, raw) for event in events for raw in projection.phone_numbers(event)]
+    mentioned += [(row["org_id"], row.get("phone_number")) for row in rows.values()]
+    phones = await load_phone_book(conn, region, mentioned)
     changed: dict[Key, Row] = {}
     for event, keys in touched:
         for key in keys:
