@@ -123,21 +123,18 @@ async def _swap(
             """,
             live,
         )
+        live_names = {shape: name for name, shape in await _indexes(conn, live)}
         replaced = live + _REPLACED_SUFFIX
         await conn.execute(
             f"ALTER TABLE {_quote(live)} RENAME TO {_quote(replaced)};"
             f"ALTER TABLE {_quote(shadow)} RENAME TO {_quote(live)};"
             f"DROP TABLE {_quote(replaced)}"
         )
-        # LIKE ... INCLUDING ALL named the indexes after the shadow; give them the live table's names back.
-        for index in await conn.fetch(
-            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND tablename = $1", live
-        ):
-            name: str = index["indexname"]
-            if name.startswith(shadow):
-                await conn.execute(
-                    f"ALTER INDEX {_quote(name)} RENAME TO {_quote(live + name[len(shadow) :])}"
-                )
+        # LIKE ... INCLUDING ALL gave the indexes names of its own; give them the live table's back, so
+        # that migrations written against those names keep working after any number of rebuilds.
+        for name, shape in await _indexes(conn, live):
+            if (wanted := live_names.get(shape)) is not None and wanted != name:
+                await conn.execute(f"ALTER INDEX {_quote(name)} RENAME TO {_quote(wanted)}")
         for grant in grants:
             grantee = "PUBLIC" if grant["grantee"] == "PUBLIC" else _quote(grant["grantee"])
             await conn.execute(f"GRANT {grant['privileges']} ON {_quote(live)} TO {grantee}")
@@ -152,3 +149,18 @@ async def _swap(
             projection.version,
         )
     return position
+
+
+async def _indexes(conn: asyncpg.Connection, table: str) -> list[tuple[str, tuple[bool, str]]]:
+    """(name, shape) of each index of `table`; the shape (unique?, method and columns) is the same for
+    an index and its copy made by LIKE ... INCLUDING ALL."""
+    rows = await conn.fetch(
+        """
+        SELECT c.relname AS name, i.indisunique AS is_unique,
+               split_part(pg_get_indexdef(i.indexrelid), ' USING ', 2) AS definition
+        FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+        WHERE i.indrelid = to_regclass($1)
+        """,
+        _quote(table),
+    )
+    return [(row["name"], (row["is_unique"], row["definition"])) for row in rows]

@@ -111,6 +111,15 @@ async def step(pool: asyncpg.Pool, projection: Projection, *, limit: int, region
     The checkpoint row is locked first, so two projectors (or a projector and a rebuild's swap) take
     turns: the second reads the position the first committed and never applies an event twice.
     """
+    try:
+        return await _step(pool, projection, limit=limit, region=region)
+    except asyncpg.InvalidCachedStatementError:
+        # A migration changed the table under a statement prepared before it; asyncpg has dropped the
+        # stale statement, and inside a transaction it leaves the retry to us.
+        return await _step(pool, projection, limit=limit, region=region)
+
+
+async def _step(pool: asyncpg.Pool, projection: Projection, *, limit: int, region: str) -> bool:
     async with pool.acquire() as conn, conn.transaction():
         checkpoint = await conn.fetchrow(
             "SELECT position, error FROM projection_checkpoints WHERE name = $1 FOR UPDATE", projection.name
