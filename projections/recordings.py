@@ -4,16 +4,18 @@ A call webhook with a `recording_url` announces a recording; a recording webhook
 and URL describes it. Both land on the row keyed (org_id, call_id, url), in either order, so a
 recording is linked to its call whichever arrives first and is never counted twice.
 
-Which values the row holds: those of the highest-ranked event, where a recording webhook outranks a
-call webhook (it describes the recording itself) and, within a rank, the later payload timestamp and
-then the later log position wins. A field the winner leaves empty keeps (or takes) another event's value.
+The row keeps two sources side by side: what the latest call webhook said (call_*) and what the
+latest recording webhook said (recording_*), each "latest" by payload timestamp, then log position.
+The visible `phone_number` and `duration` are the recording webhook's where it gave them, else the
+call's: it describes the recording itself. So the values never depend on the order of arrival; only
+`created_at` (the timestamp of the event that created the row) and `event_id` record history.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from projections.model import Event, Key, Projection, Row, Table, row_id
+from projections.model import Event, Key, Projection, Row, Table, is_older, row_id
 from projections.phones import PhoneBook
 from service.payloads import CallPayload, RecordingPayload
 
@@ -35,14 +37,27 @@ TABLE = Table(
         "size_bytes": "bigint",
         "created_at": "timestamptz",
         "event_id": "bigint",
-        "source_rank": "smallint",
-        "source_timestamp": "timestamptz",
-        "source_event_id": "bigint",
+        "call_timestamp": "timestamptz",
+        "call_event_id": "bigint",
+        "call_phone_number": "text",
+        "call_duration": "integer",
+        "recording_timestamp": "timestamptz",
+        "recording_event_id": "bigint",
+        "recording_phone_number": "text",
+        "recording_duration": "integer",
     },
 )
 
-_CALL_RANK, _RECORDING_RANK = 0, 1
-_VALUES = ("recording_id", "phone_number", "duration", "format", "size_bytes")
+_CALL_SOURCE = ("call_timestamp", "call_event_id", "call_phone_number", "call_duration")
+_RECORDING_SOURCE = (
+    "recording_timestamp",
+    "recording_event_id",
+    "recording_phone_number",
+    "recording_duration",
+    "recording_id",
+    "format",
+    "size_bytes",
+)
 
 
 def keys(event: Event) -> list[Key]:
@@ -54,60 +69,58 @@ def keys(event: Event) -> list[Key]:
     return []
 
 
-def _described(event: Event) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """The event's rank order and the values it gives the recording."""
+def _source(event: Event) -> tuple[str, dict[str, Any]]:
+    """Which source the event is ("call" or "recording"), and the columns of that source it sets."""
     payload = event.payload
     if isinstance(payload, RecordingPayload):
-        order = (_RECORDING_RANK, payload.timestamp, event.id)
-        values = {
+        return "recording", {
+            "recording_timestamp": payload.timestamp,
+            "recording_event_id": event.id,
+            "recording_phone_number": payload.phone_number,
+            "recording_duration": payload.duration,
             "recording_id": payload.recording_id,
-            "phone_number": payload.phone_number,
-            "duration": payload.duration,
             "format": payload.format,
             "size_bytes": payload.size_bytes,
         }
-        return order, values
     assert isinstance(payload, CallPayload)
-    order = (_CALL_RANK, payload.timestamp, event.id)
-    # The call's duration is the recording's best estimate until the recording webhook says otherwise.
-    values = {
-        "recording_id": None,
-        "phone_number": payload.phone_number,
-        "duration": payload.duration,
-        "format": None,
-        "size_bytes": None,
+    return "call", {
+        "call_timestamp": payload.timestamp,
+        "call_event_id": event.id,
+        "call_phone_number": payload.phone_number,
+        "call_duration": payload.duration,
     }
-    return order, values
 
 
 def apply(row: Row | None, event: Event, key: Key, phones: PhoneBook) -> Row | None:
-    order, values = _described(event)
-    if row is None:
-        merged, source, created_at = values, order, order[1]
-    else:
-        current = (row["source_rank"], row["source_timestamp"], row["source_event_id"])
-        if order > current:
-            merged = {name: values[name] if values[name] is not None else row[name] for name in _VALUES}
-            source = order
-        else:
-            merged = {name: row[name] if row[name] is not None else values[name] for name in _VALUES}
-            source = current
-        if source == current and all(merged[name] == row[name] for name in _VALUES):
-            return None
-        created_at = row["created_at"]
+    name, source = _source(event)
+    timestamp, event_id = f"{name}_timestamp", f"{name}_event_id"
+    # Each source moves forward on its own: an older call never replaces a newer call's values.
+    if (
+        row is not None
+        and row[event_id] is not None
+        and is_older(source[timestamp], event.id, row[timestamp], row[event_id])
+    ):
+        return None
     org_id, call_id, url = key
+    if row is None:
+        empty = dict.fromkeys((*_CALL_SOURCE, *_RECORDING_SOURCE))
+        row = {**empty, "created_at": source[timestamp]}
+    merged = {**row, **source}
+    phone_number = merged["recording_phone_number"] or merged["call_phone_number"]
+    duration = (
+        merged["recording_duration"] if merged["recording_duration"] is not None else merged["call_duration"]
+    )
     return {
         "id": row_id(TABLE.name, *key),
         "org_id": org_id,
         "call_id": call_id,
         "url": url,
-        **merged,
-        "phone_number_id": phones.id_for(org_id, merged["phone_number"]),
-        "created_at": created_at,
+        "phone_number": phone_number,
+        "phone_number_id": phones.id_for(org_id, phone_number),
+        "duration": duration,
+        "created_at": row["created_at"],
         "event_id": event.id,
-        "source_rank": source[0],
-        "source_timestamp": source[1],
-        "source_event_id": source[2],
+        **{name: merged[name] for name in (*_CALL_SOURCE, *_RECORDING_SOURCE)},
     }
 
 

@@ -87,6 +87,9 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             Exception: _unexpected_error,
         },
         openapi_config=OpenAPIConfig(title="mightycall-ingest", version="0.1.0", path="/schema"),
+        # Logging is the service's own (service/logs.py): litestar's default would replace the root
+        # handlers with its own format.
+        logging_config=None,
         debug=False,
     )
 

@@ -16,6 +16,7 @@ from projections.registry import PROJECTIONS
 from projections.status import projection_statuses
 from service.config import ConfigError, Settings
 from service.db import connect, create_pool
+from service.logs import configure_logging
 
 __all__ = ["project", "rebuild_projections", "status_table"]
 
@@ -36,6 +37,7 @@ async def status_table(url: str) -> str:
 
 async def project(url: str, settings: Settings) -> None:
     """The live projector alone, until SIGTERM or SIGINT."""
+    configure_logging()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for stop_signal in (signal.SIGTERM, signal.SIGINT):

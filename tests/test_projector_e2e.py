@@ -7,8 +7,10 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+from litestar.testing import AsyncTestClient
 
 from projections.model import row_id
+from service.app import create_app
 from tests.support.http import bearer
 from tests.support.payloads import PATHS, body_for
 
@@ -127,3 +129,15 @@ async def test_an_older_retry_does_not_move_a_call_back(client, conn, org_id):
     await _rows_when_there(conn, "SELECT 1 FROM projection_checkpoints WHERE name = 'calls' AND position = 2")
     [call] = await conn.fetch("SELECT status, event_id FROM calls")
     assert (call["status"], call["event_id"]) == ("completed", 1)
+
+
+async def test_serve_warns_at_start_when_a_table_is_due_a_rebuild(settings, db_url, conn, caplog):
+    await conn.execute("UPDATE projection_checkpoints SET version = 0 WHERE name = 'sms'")
+
+    async with AsyncTestClient(app=create_app(settings, db_url)) as client:
+        assert (await client.get("/health")).status_code == 200
+
+    warnings = [r for r in caplog.records if r.levelname == "WARNING" and "rebuild" in r.getMessage()]
+    assert [r.getMessage() for r in warnings] == [
+        "projection table built by an older version: run `mightycall-ingest rebuild sms`"
+    ]

@@ -60,23 +60,29 @@ def upgrade() -> None:
         CREATE INDEX mightycall_sms_messages_org_date ON mightycall_sms_messages (org_id, message_date DESC);
 
         -- One row per recording of a call, keyed by the call and the recording's URL, whichever of the
-        -- call and recording webhooks came first. source_* say which event's values the row holds.
+        -- call and recording webhooks came first. The call_* and recording_* columns keep what the
+        -- latest call and the latest recording webhook said (projections/recordings.py).
         CREATE TABLE mightycall_recordings (
-            id                uuid PRIMARY KEY,
-            org_id            uuid NOT NULL,
-            recording_id      text,
-            call_id           text NOT NULL,
-            phone_number      text,
-            phone_number_id   uuid,
-            url               text NOT NULL,
-            duration          integer,
-            format            text,
-            size_bytes        bigint,
-            created_at        timestamptz NOT NULL,
-            event_id          bigint NOT NULL,
-            source_rank       smallint NOT NULL,
-            source_timestamp  timestamptz NOT NULL,
-            source_event_id   bigint NOT NULL,
+            id                      uuid PRIMARY KEY,
+            org_id                  uuid NOT NULL,
+            recording_id            text,
+            call_id                 text NOT NULL,
+            phone_number            text,
+            phone_number_id         uuid,
+            url                     text NOT NULL,
+            duration                integer,
+            format                  text,
+            size_bytes              bigint,
+            created_at              timestamptz NOT NULL,
+            event_id                bigint NOT NULL,
+            call_timestamp          timestamptz,
+            call_event_id           bigint,
+            call_phone_number       text,
+            call_duration           integer,
+            recording_timestamp     timestamptz,
+            recording_event_id      bigint,
+            recording_phone_number  text,
+            recording_duration      integer,
             UNIQUE (org_id, call_id, url)
         );
         CREATE INDEX mightycall_recordings_org_created ON mightycall_recordings (org_id, created_at DESC);
