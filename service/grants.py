@@ -19,6 +19,10 @@ _GRANTS = """
     GRANT SELECT, UPDATE ON event_log_head TO {role};
     GRANT SELECT ON organizations, integrations, phone_numbers, alembic_version TO {role};
     REVOKE UPDATE, DELETE, TRUNCATE ON event_log FROM {role};
+    -- The live projector, which runs inside `serve`. Rebuilds run as the owner: they create tables.
+    GRANT SELECT, INSERT, UPDATE ON calls, mightycall_sms_messages, mightycall_recordings,
+        mightycall_reports TO {role};
+    GRANT SELECT, UPDATE ON projection_checkpoints TO {role};
 """
 
 
