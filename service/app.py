@@ -17,6 +17,7 @@ from projections.live import LiveProjector
 from projections.registry import PROJECTIONS
 from projections.status import projection_statuses
 from service.appender import Appender
+from service.audit import audit_handlers
 from service.auth import BearerAuth
 from service.config import ConfigError, Settings
 from service.db import create_pool, is_unavailable
@@ -24,6 +25,8 @@ from service.errors import (
     DatabaseUnavailable,
     IngestError,
     InvalidPayload,
+    InvalidQuery,
+    NotFound,
     Overloaded,
     PayloadTooLarge,
     Unauthorized,
@@ -41,7 +44,9 @@ _STATUS = {
     Unauthorized: 401,
     PayloadTooLarge: 413,
     InvalidPayload: 400,
+    InvalidQuery: 400,
     UnknownOrganization: 400,
+    NotFound: 404,
     DatabaseUnavailable: 503,
     Overloaded: 503,
 }
@@ -50,7 +55,13 @@ _STATUS = {
 def create_app(settings: Settings, database_url: str) -> Litestar:
     if not settings.webhook_secrets:
         raise ConfigError("MIGHTYCALL_WEBHOOK_SECRET is not set; there is no default secret")
+    if {token for token, _ in settings.audit_tokens} & set(settings.webhook_secrets):
+        raise ConfigError("an audit token must not also be a webhook secret: each must open only its own API")
     ingestion = Ingestion(auth=BearerAuth(settings.webhook_secrets), max_body_bytes=settings.max_body_bytes)
+    audit = []
+    if settings.audit_tokens:
+        tokens, scopes = zip(*settings.audit_tokens, strict=True)
+        audit = audit_handlers(BearerAuth(tokens, scopes), lambda: ingestion.pool)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -77,6 +88,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     return Litestar(
         route_handlers=[
             *webhook_handlers(ingestion),
+            *audit,
             health,
             readiness_handler(lambda: ingestion.pool),
         ],
@@ -112,7 +124,7 @@ def _error(
 
 
 def _ingest_error(_: Request[Any, Any, Any], exc: IngestError) -> Response[dict[str, str]]:
-    status = _STATUS.get(type(exc), 500)
+    status = next((_STATUS[cls] for cls in type(exc).__mro__ if cls in _STATUS), 500)
     headers = (
         {"WWW-Authenticate": "Bearer"} if status == 401 else {"Retry-After": "5"} if status == 503 else None
     )

@@ -17,6 +17,8 @@ from service import migrations, projection_commands, reference
 from service.config import ConfigError, Settings
 from service.db import connect, is_unavailable
 from service.embedded import start_embedded
+from service.errors import IngestError
+from service.event_commands import CommandFailed, add_event_commands, run_event_command
 from service.grants import grant_service_role
 from service.phone_csv import CsvError, read_phone_numbers
 
@@ -69,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     rebuild = commands.add_parser("rebuild", help="rebuild projections from the log while the service runs")
     rebuild.add_argument("names", nargs="*", metavar="NAME", help=", ".join(PROJECTIONS))
     rebuild.add_argument("--all", action="store_true", dest="everything", help="every projection")
+    add_event_commands(commands)
     return parser
 
 
@@ -96,6 +99,8 @@ def _run(args: argparse.Namespace) -> str | None:
 
         serve(settings, database_url(settings), host=args.host, port=args.port)
         return None
+    if args.command == "events":
+        return asyncio.run(run_event_command(args, database_url(settings)))
     if args.command == "projections":
         return asyncio.run(projection_commands.status_table(database_url(settings)))
     if args.command == "project":
@@ -130,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         output = _run(args)
-    except (ConfigError, CsvError, reference.ReferenceDataError) as exc:
+    except (ConfigError, CsvError, reference.ReferenceDataError, CommandFailed, IngestError) as exc:
         print(f"mightycall-ingest: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:

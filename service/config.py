@@ -6,10 +6,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from uuid import UUID
 
 import phonenumbers
 
-__all__ = ["ConfigError", "Settings", "parse_secrets"]
+__all__ = ["ConfigError", "Settings", "parse_audit_tokens", "parse_secrets"]
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
@@ -30,6 +31,24 @@ def parse_secrets(raw: str | None) -> tuple[str, ...]:
             f"MIGHTYCALL_WEBHOOK_SECRET must not be the published example '{_PUBLISHED_EXAMPLE_SECRET}'"
         )
     return secrets
+
+
+def parse_audit_tokens(raw: str | None) -> tuple[tuple[str, UUID | None], ...]:
+    """`TOKEN` sees every organization; `TOKEN@ORG_UUID` sees that one only."""
+    tokens = []
+    for part in (raw or "").split(","):
+        token, at, org = part.strip().partition("@")
+        if not token:
+            if at:
+                raise ConfigError("MIGHTYCALL_AUDIT_TOKENS: a token is empty before its @ORG_UUID")
+            continue
+        try:
+            tokens.append((token, UUID(org) if at else None))
+        except ValueError:
+            raise ConfigError(
+                "MIGHTYCALL_AUDIT_TOKENS: what follows @ must be an organization's UUID"
+            ) from None
+    return tuple(tokens)
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -59,6 +78,8 @@ class Settings:
     database_url: str | None = None
     """None: the embedded PostgreSQL under `var_dir`."""
     webhook_secrets: tuple[str, ...] = ()
+    audit_tokens: tuple[tuple[str, UUID | None], ...] = ()
+    """(token, the one organization it may see, or None for all). None configured: no audit API."""
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     service_role: str | None = None
     """A database role that `migrate` grants only what the service needs (SELECT and INSERT on the log)."""
@@ -73,6 +94,7 @@ class Settings:
         return cls(
             database_url=env.get("DATABASE_URL") or None,
             webhook_secrets=parse_secrets(env.get("MIGHTYCALL_WEBHOOK_SECRET")),
+            audit_tokens=parse_audit_tokens(env.get("MIGHTYCALL_AUDIT_TOKENS")),
             max_body_bytes=_positive_int(env, "MIGHTYCALL_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
             service_role=env.get("MIGHTYCALL_SERVICE_ROLE") or None,
             var_dir=Path(env.get("MIGHTYCALL_VAR_DIR") or "var"),
@@ -83,5 +105,6 @@ class Settings:
         # Settings end up in tracebacks and debug logs; the secrets must not.
         return (
             f"Settings(database_url={'set' if self.database_url else 'embedded'}, "
-            f"webhook_secrets=<{len(self.webhook_secrets)} hidden>, max_body_bytes={self.max_body_bytes})"
+            f"webhook_secrets=<{len(self.webhook_secrets)} hidden>, "
+            f"audit_tokens=<{len(self.audit_tokens)} hidden>, max_body_bytes={self.max_body_bytes})"
         )

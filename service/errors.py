@@ -7,6 +7,8 @@ __all__ = [
     "DatabaseUnavailable",
     "IngestError",
     "InvalidPayload",
+    "InvalidQuery",
+    "NotFound",
     "Overloaded",
     "PayloadTooLarge",
     "Unauthorized",
@@ -47,3 +49,15 @@ class DatabaseUnavailable(IngestError):
 
 class Overloaded(IngestError):
     reason = "overloaded"
+
+
+class InvalidQuery(IngestError):
+    """An auditor's filter value that cannot be used."""
+
+    reason = "invalid_query"
+
+
+class NotFound(IngestError):
+    """Absent, or outside what the credentials may see: the two are not told apart."""
+
+    reason = "not_found"

@@ -70,7 +70,7 @@ def upgrade() -> None:
     op.execute("""
         CREATE FUNCTION event_log_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
-            RAISE EXCEPTION 'event_log is append-only: % refused', TG_OP
+            RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP
                 USING ERRCODE = 'insufficient_privilege';
         END
         $$;

@@ -1,0 +1,163 @@
+"""The read-only audit API. Audit tokens open it; webhook secrets never do (and the other way round).
+
+A token limited to one organization sees the others' events as if they did not exist: 404, never 403.
+With no audit token configured the whole API is absent (404), rather than open.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import msgspec
+from litestar import Request, Response, get
+from litestar.handlers import HTTPRouteHandler
+from litestar.response import Stream
+
+from service.audit_queries import (
+    EventFilter,
+    envelope,
+    export_line,
+    get_event,
+    list_events,
+    list_rejected,
+    page_params,
+    stream_events,
+)
+from service.auth import BearerAuth
+from service.errors import InvalidQuery, NotFound
+from service.trace import trace
+from service.verify import Checkpoint, verify_log
+
+__all__ = ["audit_handlers"]
+
+_FILTERS = {"kind", "event_type", "org_id", "external_id", "since", "until"}
+_PAGING = {"after", "limit"}
+_encode_line = msgspec.json.Encoder().encode
+# What an original Content-Type may be echoed as: a plain media type with parameters, nothing else.
+_MEDIA_TYPE = re.compile(
+    r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(\s*;\s*[A-Za-z0-9!#$&^_.+-]+=[A-Za-z0-9!#$&^_.+\"-]+)*"
+)
+
+_Request = Request[Any, Any, Any]
+
+
+def _params(request: _Request, allowed: set[str]) -> dict[str, str]:
+    params = dict(request.query_params.items())
+    # A mistyped filter ("org" for "org_id") would otherwise silently widen the answer to everything.
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise InvalidQuery(
+            f"unknown query parameter(s): {', '.join(unknown)}; known: {', '.join(sorted(allowed))}"
+        )
+    return params
+
+
+def audit_handlers(auth: BearerAuth, pool_of: Callable[[], asyncpg.Pool | None]) -> list[HTTPRouteHandler]:
+    def scope(request: _Request) -> UUID | None:
+        return auth.check(request.headers.getall("authorization", []))
+
+    def pool() -> asyncpg.Pool:
+        database = pool_of()
+        assert database is not None, "the audit API is served only after the lifespan started"
+        return database
+
+    @get("/audit/events", summary="Events of the log, filtered, in pages")
+    async def events(request: _Request) -> dict[str, Any]:
+        allowed = scope(request)
+        params = _params(request, _FILTERS | _PAGING)
+        event_filter = EventFilter.parse(params, allowed)
+        after, limit = page_params(params)
+        async with pool().acquire() as conn:
+            page = await list_events(conn, event_filter, after=after, limit=limit)
+        return page.as_json()
+
+    @get("/audit/events/{event_id:int}", summary="One event: its envelope and decoded payload")
+    async def event(request: _Request, event_id: int) -> dict[str, Any]:
+        allowed = scope(request)
+        async with pool().acquire() as conn:
+            row = await get_event(conn, event_id, allowed)
+        if row is None:
+            raise NotFound(f"no event {event_id}")
+        return envelope(row)
+
+    @get(
+        "/audit/events/{event_id:int}/raw",
+        summary="The exact bytes received",
+        media_type="application/octet-stream",
+    )
+    async def raw(request: _Request, event_id: int) -> Response[bytes]:
+        allowed = scope(request)
+        async with pool().acquire() as conn:
+            row = await get_event(conn, event_id, allowed)
+        if row is None:
+            raise NotFound(f"no event {event_id}")
+        content_type = row["content_type"] or ""
+        return Response(
+            bytes(row["body"]),
+            media_type=content_type if _MEDIA_TYPE.fullmatch(content_type) else "application/octet-stream",
+            headers={
+                "X-Body-SHA256": bytes(row["body_sha256"]).hex(),
+                # The bytes are whatever the sender sent: never let a browser run them.
+                "X-Content-Type-Options": "nosniff",
+                "Content-Security-Policy": "sandbox",
+            },
+        )
+
+    @get("/audit/export", summary="Matching events as NDJSON, with bodies (base64) and chain hashes")
+    async def export(request: _Request) -> Stream:
+        allowed = scope(request)
+        event_filter = EventFilter.parse(_params(request, _FILTERS), allowed)
+
+        async def lines() -> AsyncIterator[bytes]:
+            async with pool().acquire() as conn:
+                async for row in stream_events(conn, event_filter):
+                    yield _encode_line(export_line(row)) + b"\n"
+
+        return Stream(lines(), media_type="application/x-ndjson")
+
+    @get("/audit/rejected", summary="Authenticated deliveries that were refused, with the reason")
+    async def rejected(request: _Request) -> dict[str, Any]:
+        allowed = scope(request)
+        params = _params(request, {"kind", "since", "until"} | _PAGING)
+        after, limit = page_params(params)
+        async with pool().acquire() as conn:
+            page = await list_rejected(conn, params, allowed, after=after, limit=limit)
+        return page.as_json()
+
+    @get("/audit/verify", summary="Recompute every hash of the log and check it against the checkpoints")
+    async def verify(request: _Request) -> dict[str, Any]:
+        scope(request)
+        _params(request, set())
+        async with pool().acquire() as conn:
+            return (await verify_log(conn)).as_json()
+
+    @get("/audit/checkpoint", summary="The log's head now: keep it outside the database")
+    async def checkpoint(request: _Request) -> dict[str, Any]:
+        scope(request)
+        _params(request, set())
+        async with pool().acquire() as conn:
+            head = await conn.fetchrow("SELECT position, hash FROM event_log_head")
+        assert head is not None
+        return Checkpoint(head["position"], bytes(head["hash"]), dt.datetime.now(dt.UTC)).as_json()
+
+    @get("/audit/trace", summary="The events behind one projected row, in log order")
+    async def trace_row(request: _Request) -> dict[str, Any]:
+        allowed = scope(request)
+        params = _params(request, {"table", "key", "org_id"})
+        event_filter = EventFilter.parse({"org_id": params.get("org_id", "")}, allowed)
+        if not params.get("table") or not params.get("key"):
+            raise InvalidQuery("`table` and `key` are required")
+        if event_filter.org_id is None:
+            raise InvalidQuery("`org_id` is required")
+        if event_filter.nothing:
+            return {"events": [], "next_after": None}
+        async with pool().acquire() as conn:
+            found = await trace(conn, params["table"], params["key"], event_filter.org_id)
+        return {"events": found, "next_after": None}
+
+    return [events, event, raw, export, rejected, verify, checkpoint, trace_row]
