@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Mapping
+from typing import Any
 from uuid import UUID
 
 import msgspec
@@ -56,3 +58,18 @@ def event_hash(
         ]
     )
     return hashlib.sha256(prev_hash + envelope).digest()
+
+
+def row_hash(prev_hash: bytes, row: Mapping[str, Any]) -> bytes:
+    """event_hash of a row of `event_log` (or anything with its column names)."""
+    return event_hash(
+        prev_hash,
+        event_id=row["id"],
+        received_at=row["received_at"],
+        kind=row["kind"],
+        event_type=row["event_type"],
+        org_id=row["org_id"],
+        external_id=row["external_id"],
+        content_type=row["content_type"],
+        body_sha256=bytes(row["body_sha256"]),
+    )

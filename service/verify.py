@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from service.chain import GENESIS_HASH, event_hash
+from service.chain import GENESIS_HASH, row_hash
 
 __all__ = ["Checkpoint", "Verification", "take_checkpoint", "verify_log"]
 
@@ -115,17 +115,7 @@ def _row_failure(row: asyncpg.Record, expected_id: int, previous: bytes) -> tupl
         return row["id"], "the body does not match its sha256"
     if bytes(row["prev_hash"]) != previous:
         return row["id"], "the chain is broken: prev_hash is not the previous event's hash"
-    recomputed = event_hash(
-        previous,
-        event_id=row["id"],
-        received_at=row["received_at"],
-        kind=row["kind"],
-        event_type=row["event_type"],
-        org_id=row["org_id"],
-        external_id=row["external_id"],
-        content_type=row["content_type"],
-        body_sha256=body_sha256,
-    )
+    recomputed = row_hash(previous, row)
     if bytes(row["hash"]) != recomputed:
         return row["id"], "the envelope does not match its hash"
     return None

@@ -9,7 +9,7 @@ import uuid
 import asyncpg
 import pytest
 
-from service.chain import GENESIS_HASH, event_hash
+from service.chain import GENESIS_HASH, event_hash, row_hash
 from service.eventlog import Delivery, append
 from service.grants import grant_service_role
 from tests.support.deliveries import delivery
@@ -110,17 +110,7 @@ async def test_each_hash_covers_the_previous_one(conn, org_id):
     previous = GENESIS_HASH
     for row in rows:
         assert bytes(row["prev_hash"]) == previous
-        expected = event_hash(
-            previous,
-            event_id=row["id"],
-            received_at=row["received_at"],
-            kind=row["kind"],
-            event_type=row["event_type"],
-            org_id=row["org_id"],
-            external_id=row["external_id"],
-            content_type=row["content_type"],
-            body_sha256=bytes(row["body_sha256"]),
-        )
+        expected = row_hash(previous, row)
         assert bytes(row["hash"]) == expected
         previous = expected
     head = await conn.fetchrow("SELECT position, hash FROM event_log_head")

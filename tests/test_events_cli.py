@@ -2,34 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
-import os
-import sys
 from pathlib import Path
 
+from tests.support.cli import run_cli
 from tests.support.payloads import SEED
 from tests.support.projecting import append_payloads
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-async def _cli(db_url: str, *args: str) -> tuple[int, bytes, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "service.cli",
-        *args,
-        cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": db_url},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return process.returncode, out, err.decode()
 
 
 async def _log(conn, org_id) -> None:
@@ -48,7 +30,7 @@ async def _log(conn, org_id) -> None:
 async def test_list_filters_and_pages(db_url, conn, org_id):
     await _log(conn, org_id)
 
-    code, out, err = await _cli(db_url, "events", "list", "--kind", "sms", "--limit", "1")
+    code, out, err = await run_cli(db_url, "events", "list", "--kind", "sms", "--limit", "1")
 
     assert (code, err) == (0, "")
     lines = out.decode().splitlines()
@@ -57,7 +39,7 @@ async def test_list_filters_and_pages(db_url, conn, org_id):
     assert lines[1].split()[-1] == "sms-a"
     assert lines[2] == "more: --after 2"
 
-    code, out, _ = await _cli(db_url, "events", "list", "--kind", "sms", "--after", "2")
+    code, out, _ = await run_cli(db_url, "events", "list", "--kind", "sms", "--after", "2")
     assert [line.split()[-1] for line in out.decode().splitlines()[1:]] == ["sms-b"]
 
 
@@ -65,24 +47,24 @@ async def test_show_and_raw_give_the_envelope_and_the_exact_bytes(db_url, conn, 
     await _log(conn, org_id)
     body = bytes(await conn.fetchval("SELECT body FROM event_log WHERE id = 3"))
 
-    code, out, _ = await _cli(db_url, "events", "show", "3")
+    code, out, _ = await run_cli(db_url, "events", "show", "3")
     shown = json.loads(out)
     assert code == 0
     assert (shown["id"], shown["kind"], shown["external_id"]) == (3, "sms", "sms-b")
     assert shown["body_sha256"] == hashlib.sha256(body).hexdigest()
     assert shown["payload"] == json.loads(body)
 
-    code, out, _ = await _cli(db_url, "events", "raw", "3")
+    code, out, _ = await run_cli(db_url, "events", "raw", "3")
     assert (code, out) == (0, body)
 
-    code, out, err = await _cli(db_url, "events", "show", "99")
+    code, out, err = await run_cli(db_url, "events", "show", "99")
     assert (code, out, err.strip()) == (1, b"", "mightycall-ingest: no event 99")
 
 
 async def test_export_writes_ndjson_with_bodies_and_chain(db_url, conn, org_id):
     await _log(conn, org_id)
 
-    code, out, err = await _cli(db_url, "events", "export")
+    code, out, err = await run_cli(db_url, "events", "export")
 
     assert (code, err) == (0, "")
     lines = [json.loads(line) for line in out.decode().splitlines()]
@@ -93,6 +75,6 @@ async def test_export_writes_ndjson_with_bodies_and_chain(db_url, conn, org_id):
         (bytes(row["prev_hash"]).hex(), bytes(row["hash"]).hex()) for row in rows
     ]
 
-    code, out, err = await _cli(db_url, "events", "export", "--since", "yesterday")
+    code, out, err = await run_cli(db_url, "events", "export", "--since", "yesterday")
     assert code == 1
     assert "`since` must be an RFC 3339 timestamp" in err

@@ -2,43 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.cli import run_cli
 from tests.support.payloads import SEED
 from tests.support.projecting import append_payloads
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-async def _cli(db_url: str, *args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "service.cli",
-        *args,
-        cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": db_url},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
-
-
 async def test_status_shows_position_lag_and_a_due_rebuild(db_url, conn, org_id):
     await append_payloads(conn, org_id, [("calls", SEED["calls"]), ("sms", SEED["sms"])])
     await conn.execute("UPDATE projection_checkpoints SET version = 0 WHERE name = 'sms'")
 
-    code, out, err = await _cli(db_url, "projections", "status")
+    code, out, err = await run_cli(db_url, "projections", "status")
 
     assert (code, err) == (0, "")
-    lines = {line.split()[0]: line.split(None, 5) for line in out.splitlines()[1:]}
+    lines = {line.split()[0]: line.split(None, 5) for line in out.decode().splitlines()[1:]}
     assert set(lines) == {"calls", "sms", "recordings", "reports"}
     assert lines["calls"][1:5] == ["1", "1", "0", "2"]  # version, table version, position, lag
     assert "rebuild due (table built by version 0)" in lines["sms"][5]
@@ -48,10 +30,10 @@ async def test_status_shows_position_lag_and_a_due_rebuild(db_url, conn, org_id)
 async def test_rebuild_all_brings_every_table_to_the_head(db_url, conn, org_id):
     await append_payloads(conn, org_id, [("calls", SEED["calls"]), ("reports", SEED["reports"])])
 
-    code, out, err = await _cli(db_url, "rebuild", "--all")
+    code, out, err = await run_cli(db_url, "rebuild", "--all")
 
     assert code == 0, err
-    assert out.splitlines() == [
+    assert out.decode().splitlines() == [
         f"{name}: rebuilt up to event 2" for name in ("calls", "sms", "recordings", "reports")
     ]
     assert "2/2 events" in err  # the progress report, plain lines when not on a terminal
@@ -62,8 +44,8 @@ async def test_rebuild_all_brings_every_table_to_the_head(db_url, conn, org_id):
 
 @pytest.mark.parametrize("args", [("rebuild",), ("rebuild", "calls", "faxes")])
 async def test_rebuild_needs_known_names(db_url, conn, args):
-    code, out, err = await _cli(db_url, *args)
+    code, out, err = await run_cli(db_url, *args)
 
     assert code != 0
-    assert out == ""
+    assert out == b""
     assert "\n" not in err.strip() and "calls, sms, recordings, reports" in err

@@ -3,17 +3,15 @@ cares about, and verification names the first event that fails."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import os
-import sys
 from pathlib import Path
 
 import pytest
 
-from service.chain import event_hash
+from service.chain import row_hash
 from service.verify import Checkpoint, take_checkpoint, verify_log
+from tests.support.cli import run_cli
 from tests.support.payloads import SEED
 from tests.support.projecting import append_payloads
 
@@ -55,17 +53,7 @@ async def _rechain_from(conn, first: int) -> None:
     statements = []
     for row in rows:
         sha = hashlib.sha256(bytes(row["body"])).digest()
-        new = event_hash(
-            chain,
-            event_id=row["id"],
-            received_at=row["received_at"],
-            kind=row["kind"],
-            event_type=row["event_type"],
-            org_id=row["org_id"],
-            external_id=row["external_id"],
-            content_type=row["content_type"],
-            body_sha256=sha,
-        )
+        new = row_hash(chain, {**row, "body_sha256": sha})
         statements.append(
             f"UPDATE event_log SET body_sha256 = '\\x{sha.hex()}', prev_hash = '\\x{chain.hex()}',"
             f" hash = '\\x{new.hex()}' WHERE id = {row['id']}"
@@ -159,38 +147,22 @@ async def test_a_rewrite_with_a_recomputed_chain_is_caught_by_an_old_checkpoint(
     assert "rewritten at or before" in result.failure_reason
 
 
-async def _cli(db_url: str, *args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "service.cli",
-        *args,
-        cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": db_url},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
-
-
 async def test_events_checkpoint_and_verify_from_the_shell(db_url, conn, log, tmp_path):
-    code, out, err = await _cli(db_url, "events", "checkpoint")
+    code, out, err = await run_cli(db_url, "events", "checkpoint")
     assert (code, err) == (0, "")
     checkpoint = json.loads(out)
     head = await conn.fetchrow("SELECT position, hash FROM event_log_head")
     assert (checkpoint["position"], checkpoint["head_hash"]) == (EVENTS, bytes(head["hash"]).hex())
     kept = tmp_path / "checkpoints.ndjson"
-    kept.write_text(out)
+    kept.write_bytes(out)
 
-    code, out, err = await _cli(db_url, "events", "verify", "--checkpoint", str(kept))
+    code, out, err = await run_cli(db_url, "events", "verify", "--checkpoint", str(kept))
     assert (code, json.loads(out)["ok"]) == (0, True)
 
     await _behind_the_triggers(conn, "UPDATE event_log SET body = convert_to('{}', 'UTF8') WHERE id = 4")
-    code, out, err = await _cli(db_url, "events", "verify", "--checkpoint", str(kept))
+    code, out, err = await run_cli(db_url, "events", "verify", "--checkpoint", str(kept))
     assert code != 0
-    assert out == ""
+    assert out == b""
     assert (
         err.strip() == "mightycall-ingest: verification failed at event 4: the body does not match its sha256"
     )
@@ -200,7 +172,7 @@ async def test_a_malformed_checkpoint_file_is_refused(db_url, log, tmp_path):
     kept = tmp_path / "checkpoints.ndjson"
     kept.write_text('{"position": 3}\n')
 
-    code, out, err = await _cli(db_url, "events", "verify", "--checkpoint", str(kept))
+    code, out, err = await run_cli(db_url, "events", "verify", "--checkpoint", str(kept))
 
-    assert (code, out) == (1, "")
+    assert (code, out) == (1, b"")
     assert f"{kept}:1: not a checkpoint" in err
