@@ -16,6 +16,7 @@ import asyncpg
 import msgspec
 from litestar import Request, Response, get
 from litestar.handlers import HTTPRouteHandler
+from litestar.params import FromPath
 from litestar.response import Stream
 
 from service.audit_queries import (
@@ -77,7 +78,7 @@ def audit_handlers(auth: BearerAuth, pool_of: Callable[[], asyncpg.Pool | None])
         return page.as_json()
 
     @get("/audit/events/{event_id:int}", summary="One event: its envelope and decoded payload")
-    async def event(request: _Request, event_id: int) -> dict[str, Any]:
+    async def event(request: _Request, event_id: FromPath[int]) -> dict[str, Any]:
         allowed = scope(request)
         async with pool().acquire() as conn:
             row = await get_event(conn, event_id, allowed)
@@ -90,17 +91,21 @@ def audit_handlers(auth: BearerAuth, pool_of: Callable[[], asyncpg.Pool | None])
         summary="The exact bytes received",
         media_type="application/octet-stream",
     )
-    async def raw(request: _Request, event_id: int) -> Response[bytes]:
+    async def raw(request: _Request, event_id: FromPath[int]) -> Response[bytes]:
         allowed = scope(request)
         async with pool().acquire() as conn:
             row = await get_event(conn, event_id, allowed)
         if row is None:
             raise NotFound(f"no event {event_id}")
         content_type = row["content_type"] or ""
+        if not _MEDIA_TYPE.fullmatch(content_type):
+            content_type = "application/octet-stream"
         return Response(
             bytes(row["body"]),
-            media_type=content_type if _MEDIA_TYPE.fullmatch(content_type) else "application/octet-stream",
+            media_type=content_type,
             headers={
+                # As received: given as a header, litestar does not append a charset of its own.
+                "Content-Type": content_type,
                 "X-Body-SHA256": bytes(row["body_sha256"]).hex(),
                 # The bytes are whatever the sender sent: never let a browser run them.
                 "X-Content-Type-Options": "nosniff",
