@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from projections.model import Event, Key, Projection, Row, Table, is_older, row_id
+from projections.model import Event, Key, Projection, Row, Table, id_of, is_older
 from projections.phones import PhoneBook
 from service.payloads import CallPayload
 
@@ -43,7 +43,7 @@ def apply(row: Row | None, event: Event, key: Key, phones: PhoneBook) -> Row | N
     if row is not None and is_older(call.timestamp, event.id, row["call_date"], row["event_id"]):
         return None
     return {
-        "id": row_id(TABLE.name, *key),
+        "id": id_of(row, TABLE.name, key),
         "org_id": event.org_id,
         "call_id": call.call_id,
         "phone_number": call.phone_number,

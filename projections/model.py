@@ -11,7 +11,7 @@ from uuid import UUID
 from projections.phones import PhoneBook
 from service.payloads import Payload
 
-__all__ = ["Event", "Key", "Projection", "Row", "Table", "is_older", "row_id"]
+__all__ = ["Event", "Key", "Projection", "Row", "Table", "id_of", "is_older", "row_id"]
 
 Row = dict[str, Any]
 """Column name -> value, as written to (and read from) the projection's table."""
@@ -65,6 +65,11 @@ _NAMESPACE = uuid.UUID("6f1e7a52-3c59-4b5e-9d0c-8a1f0e4b2d11")
 def row_id(table: str, *key: object) -> UUID:
     """The same natural key always gets the same id, in the live table and in any rebuild."""
     return uuid.uuid5(_NAMESPACE, "\x1f".join([table, *map(str, key)]))
+
+
+def id_of(row: Row | None, table: str, key: Key) -> UUID:
+    """The row's id: the one it has, or the one its key derives (the same value, without the hashing)."""
+    return row["id"] if row is not None else row_id(table, *key)
 
 
 def is_older(timestamp: Any, event_id: int, row_timestamp: Any, row_event_id: int) -> bool:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from projections.model import Event, Key, Projection, Row, Table, is_older, row_id
+from projections.model import Event, Key, Projection, Row, Table, id_of, is_older
 from projections.phones import PhoneBook
 from service.payloads import CallPayload, RecordingPayload
 
@@ -102,6 +102,7 @@ def apply(row: Row | None, event: Event, key: Key, phones: PhoneBook) -> Row | N
     ):
         return None
     org_id, call_id, url = key
+    row_id = id_of(row, TABLE.name, key)
     if row is None:
         empty = dict.fromkeys((*_CALL_SOURCE, *_RECORDING_SOURCE))
         row = {**empty, "created_at": source[timestamp]}
@@ -111,7 +112,7 @@ def apply(row: Row | None, event: Event, key: Key, phones: PhoneBook) -> Row | N
         merged["recording_duration"] if merged["recording_duration"] is not None else merged["call_duration"]
     )
     return {
-        "id": row_id(TABLE.name, *key),
+        "id": row_id,
         "org_id": org_id,
         "call_id": call_id,
         "url": url,

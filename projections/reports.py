@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from projections.model import Event, Key, Projection, Row, Table, is_older, row_id
+from projections.model import Event, Key, Projection, Row, Table, id_of, is_older
 from projections.phones import PhoneBook
 from service.payloads import Metric, ReportPayload
 
@@ -58,7 +58,7 @@ def apply(row: Row | None, event: Event, key: Key, phones: PhoneBook) -> Row | N
         return None
     metric = _metrics(report)[key[2]]
     return {
-        "id": row_id(TABLE.name, *key),
+        "id": id_of(row, TABLE.name, key),
         "org_id": event.org_id,
         "report_id": report.report_id,
         "report_type": report.report_type,

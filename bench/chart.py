@@ -1,0 +1,39 @@
+"""The chart of a benchmark run: throughput and latency per configuration, side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no screen here
+import matplotlib.pyplot as plt
+
+
+def draw(results: dict[str, Any], path: Path) -> None:
+    ingest = results["ingest"]
+    names = [name for name in ("http_ceiling", "service", "peer") if name in ingest]
+    labels = {
+        "http_ceiling": "HTTP ceiling\n(no database)",
+        "service": "this service",
+        "peer": "FastAPI + ORM\npeer",
+    }
+    figure, (throughput, latency) = plt.subplots(1, 2, figsize=(11, 4.2))
+    bars = throughput.bar(
+        [labels[n] for n in names], [ingest[n]["requests_per_s"] for n in names], color="#4472c4"
+    )
+    throughput.bar_label(bars, fmt="%.0f")
+    throughput.set_title("webhooks per second (64 connections)")
+    width = 0.38
+    positions = range(len(names))
+    latency.bar([p - width / 2 for p in positions], [ingest[n]["p50_ms"] for n in names], width, label="p50")
+    latency.bar([p + width / 2 for p in positions], [ingest[n]["p99_ms"] for n in names], width, label="p99")
+    latency.set_xticks(list(positions), [labels[n] for n in names])
+    latency.set_yscale("log")
+    latency.set_title("latency, ms (log scale)")
+    latency.legend()
+    figure.suptitle(f"mightycall-ingest — {results['machine']}", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

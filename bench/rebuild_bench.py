@@ -1,0 +1,71 @@
+"""Rebuild speed: all four projections rebuilt from a large log, beside a bare ceiling that only
+streams the log with a server-side cursor and COPYs one row per event. Each runs in its own process,
+so its peak RSS is its own.
+
+    python -m bench.rebuild_bench rebuild DATABASE_URL
+    python -m bench.rebuild_bench ceiling DATABASE_URL
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+
+import asyncpg
+import msgspec
+
+from bench.harness import ROOT
+from projections.rebuild import rebuild
+from projections.registry import PROJECTIONS
+
+_CHUNK = 10_000
+
+
+async def _rebuild_all(url: str) -> None:
+    for projection in PROJECTIONS.values():
+        await rebuild(url, projection, region="US", batch_size=5000)
+
+
+async def _ceiling(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(
+            "DROP TABLE IF EXISTS bench_rebuild_ceiling;"
+            "CREATE TABLE bench_rebuild_ceiling (id bigint, org_id uuid, external_id text, kind text)"
+        )
+        decode = msgspec.json.Decoder().decode
+        async with conn.transaction():
+            records: list[tuple[object, ...]] = []
+            async for row in conn.cursor(
+                "SELECT id, org_id, kind, body FROM event_log ORDER BY id", prefetch=_CHUNK
+            ):
+                payload = decode(row["body"])
+                records.append(
+                    (row["id"], row["org_id"], payload.get("call_id") or payload.get("sms_id"), row["kind"])
+                )
+                if len(records) >= _CHUNK:
+                    await conn.copy_records_to_table("bench_rebuild_ceiling", records=records)
+                    records.clear()
+            await conn.copy_records_to_table("bench_rebuild_ceiling", records=records)
+        await conn.execute("DROP TABLE bench_rebuild_ceiling")
+    finally:
+        await conn.close()
+
+
+def measure(what: str, url: str, events: int) -> dict[str, float]:
+    """Run one rebuild (or the ceiling) in a child process: events per second and its peak RSS."""
+    started = time.perf_counter()
+    child = subprocess.Popen([sys.executable, "-m", "bench.rebuild_bench", what, url], cwd=ROOT)
+    _, status, usage = os.wait4(child.pid, 0)
+    elapsed = time.perf_counter() - started
+    if status != 0:
+        raise RuntimeError(f"{what} failed with status {status}")
+    return {"events_per_s": events / elapsed, "seconds": elapsed, "peak_rss_mb": usage.ru_maxrss / 1024}
+
+
+if __name__ == "__main__":
+    command, database_url = sys.argv[1:3]
+    asyncio.run(_rebuild_all(database_url) if command == "rebuild" else _ceiling(database_url))

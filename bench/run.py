@@ -1,0 +1,188 @@
+"""`make bench`: every figure side by side in one run, each the median of several runs.
+
+    python -m bench.run [--quick] [--events N]
+
+Loopback only, bounded (under 10 minutes on 2 cores). Prints a table and writes
+bench/results/latest.json and bench/results/latest.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import uuid
+from typing import Any
+
+import asyncpg
+
+from bench.chart import draw
+from bench.db_ceiling import db_ceiling
+from bench.fill_log import fill_log
+from bench.harness import BENCH, ROOT, SECRET, LoadResult, bench_database, cli, median_result, server, wrk
+from bench.live_lag import live_lag
+from bench.rebuild_bench import measure
+
+PORT = 18_700
+PEER = BENCH / "peers" / "fastapi_orm"
+PEER_PYTHON = ROOT / ".venv-peer" / "bin" / "python"
+
+
+def _load(port: int, org: str, name: str, runs: int, seconds: int) -> LoadResult:
+    results = [
+        wrk(port, org_id=org, run=f"{name}-{uuid.uuid4().hex[:8]}", seconds=seconds) for _ in range(runs)
+    ]
+    return median_result(results)
+
+
+def _count(url: str, table: str) -> int:
+    async def count() -> int:
+        conn = await asyncpg.connect(url)
+        try:
+            return int(await conn.fetchval(f"SELECT count(*) FROM {table}"))
+        finally:
+            await conn.close()
+
+    return asyncio.run(count())
+
+
+def ingest(url: str, org: str, runs: int, seconds: int) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    python = sys.executable
+    ceiling_app = [python, "-m", "uvicorn", "bench.ceiling_app:app", "--port", str(PORT)]
+    with server([*ceiling_app, "--log-level", "warning", "--no-access-log"], PORT):
+        found["http_ceiling"] = _load(PORT, org, "ceiling", runs, seconds).as_json()
+
+    rows = [asyncio.run(db_ceiling(url, uuid.UUID(org), seconds=seconds)) for _ in range(runs)]
+    found["db_ceiling"] = {"rows_per_s": statistics.median(rows)}
+
+    env = {"DATABASE_URL": url, "MIGHTYCALL_WEBHOOK_SECRET": SECRET}
+    before = _count(url, "event_log")
+    with server([python, "-m", "service.cli", "serve", "--port", str(PORT + 1)], PORT + 1, env=env):
+        result = _load(PORT + 1, org, "service", runs, seconds)
+    appended = _count(url, "event_log") - before
+    found["service"] = {
+        **result.as_json(),
+        "appended": appended,
+        "every_2xx_logged": appended >= result.requests,
+    }
+
+    if PEER_PYTHON.exists():
+        peer_env = {"DATABASE_URL": url, "PEER_WEBHOOK_SECRET": SECRET}
+        best: tuple[float, int] = (0.0, 1)
+        for workers in (1, 2, 4):  # its best worker count, from short runs
+            command = [str(PEER_PYTHON), "-m", "uvicorn", "app:app", "--port", str(PORT + 2), "--workers",
+                       str(workers), "--no-access-log", "--log-level", "warning"]  # fmt: skip
+            with server(command, PORT + 2, env=peer_env, cwd=PEER):
+                rate = wrk(PORT + 2, org_id=org, run=f"peer-try-{workers}-{uuid.uuid4().hex[:6]}", seconds=3)
+            best = max(best, (rate.requests_per_s, workers))
+        command = [str(PEER_PYTHON), "-m", "uvicorn", "app:app", "--port", str(PORT + 2), "--workers",
+                   str(best[1]), "--no-access-log", "--log-level", "warning"]  # fmt: skip
+        with server(command, PORT + 2, env=peer_env, cwd=PEER):
+            found["peer"] = {**_load(PORT + 2, org, "peer", runs, seconds).as_json(), "workers": best[1]}
+    return found
+
+
+def rebuilds(url: str, org: str, events: int, runs: int) -> dict[str, Any]:
+    head = _count(url, "event_log")
+    asyncio.run(fill_log(url, uuid.UUID(org), events - head))
+    results: dict[str, Any] = {"events": events}
+    for what in ("ceiling", "rebuild"):
+        measured = [measure(what, url, events) for _ in range(runs)]
+        results[what] = {
+            "events_per_s": statistics.median(m["events_per_s"] for m in measured),
+            "peak_rss_mb": max(m["peak_rss_mb"] for m in measured),
+        }
+    return results
+
+
+def lag(url: str, org: str, rate: float, seconds: int) -> dict[str, Any]:
+    env = {"DATABASE_URL": url, "MIGHTYCALL_WEBHOOK_SECRET": SECRET}
+    with server([sys.executable, "-m", "service.cli", "serve", "--port", str(PORT + 3)], PORT + 3, env=env):
+        return asyncio.run(
+            live_lag(url, PORT + 3, org, rate=rate, seconds=seconds, run=f"lag-{uuid.uuid4().hex[:8]}")
+        )
+
+
+def _table(results: dict[str, Any]) -> str:
+    ingest_ = results["ingest"]
+    ceiling = ingest_["http_ceiling"]["requests_per_s"]
+    lines = [f"{'configuration':<28}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'vs ceiling':>12}"]
+    for name, label in (("http_ceiling", "HTTP ceiling (no database)"), ("service", "this service"),
+                        ("peer", "FastAPI + ORM peer")):  # fmt: skip
+        if name in ingest_:
+            r = ingest_[name]
+            lines.append(
+                f"{label:<28}{r['requests_per_s']:>10,.0f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r['errors']:>8}"
+                f"{r['requests_per_s'] / ceiling:>11.2f}x"
+            )
+    lines.append(f"{'database ceiling (rows/s)':<28}{ingest_['db_ceiling']['rows_per_s']:>10,.0f}")
+    ratios = results["ratios"]
+    lines.append(f"service / peer: {ratios.get('service_over_peer', float('nan')):.1f}x; "
+                 f"every 2xx in the log: {ingest_['service']['every_2xx_logged']}")  # fmt: skip
+    if "rebuild" in results:
+        rb = results["rebuild"]
+        lines.append(
+            f"rebuild, {rb['events']:,} events, all four projections:"
+            f" {rb['rebuild']['events_per_s']:,.0f} events/s, peak RSS {rb['rebuild']['peak_rss_mb']:.0f} MB;"
+            " bare stream+COPY ceiling"
+            f" {rb['ceiling']['events_per_s']:,.0f} events/s ({ratios['rebuild_over_ceiling']:.2f}x)"
+        )
+    if "live_lag" in results:
+        lv = results["live_lag"]
+        lines.append(
+            f"live lag at {lv['achieved_per_s']:,.0f}/s: append-to-row"
+            f" p50 {lv['append_to_row_p50_ms']:.0f} ms, p99 {lv['append_to_row_p99_ms']:.0f} ms,"
+            f" max lag {lv['max_lag_events']} events,"
+            f" kept up: {lv['kept_up']}"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--quick", action="store_true", help="short runs, a small log: to try the bench itself"
+    )
+    parser.add_argument("--events", type=int, default=1_000_000, help="log size for the rebuild")
+    args = parser.parse_args()
+    runs, seconds = (1, 3) if args.quick else (3, 10)
+    events = 50_000 if args.quick else args.events
+    lag_seconds = 10 if args.quick else 60
+
+    started = time.monotonic()
+    results: dict[str, Any] = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "runs_per_figure": runs,
+    }
+    with bench_database() as url:
+        org = cli("orgs", "add", "--name", "Bench", database_url=url)
+        results["ingest"] = ingest(url, org, runs, seconds)
+        ceiling = results["ingest"]["http_ceiling"]["requests_per_s"]
+        service = results["ingest"]["service"]["requests_per_s"]
+        results["live_lag"] = lag(url, org, rate=service / 2, seconds=lag_seconds)
+        results["rebuild"] = rebuilds(url, org, events, runs)
+    results["ratios"] = {
+        "service_over_http_ceiling": service / ceiling,
+        "rebuild_over_ceiling": results["rebuild"]["rebuild"]["events_per_s"]
+        / results["rebuild"]["ceiling"]["events_per_s"],
+    }
+    if "peer" in results["ingest"]:
+        results["ratios"]["service_over_peer"] = service / results["ingest"]["peer"]["requests_per_s"]
+    results["seconds"] = round(time.monotonic() - started)
+
+    out = BENCH / "results"
+    out.mkdir(exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    draw(results, out / "latest.png")
+    print(_table(results))
+    print(f"\n{results['seconds']} s; bench/results/latest.json, bench/results/latest.png")
+
+
+if __name__ == "__main__":
+    main()
