@@ -71,8 +71,8 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         ingestion.pool, ingestion.resolver, ingestion.appender = pool, OrgResolver(pool), appender
         stop_projector = asyncio.Event()
         projector = None
+        await _warn_if_rebuild_due(pool)
         if settings.run_projector:
-            await _warn_if_rebuild_due(pool)
             live = LiveProjector(pool, database_url, PROJECTIONS.values(), region=settings.default_region)
             projector = asyncio.create_task(live.run(stop_projector), name="projector")
         try:

@@ -2,25 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import signal
 
 import uvicorn
+from litestar import Litestar
 
 from service.app import create_app
 from service.config import Settings
 from service.logs import configure_logging
+from service.projector_process import projector_process
 
 __all__ = ["serve"]
 
 
 def serve(settings: Settings, database_url: str, *, host: str, port: int) -> None:
-    app = create_app(settings, database_url)  # refuses to build without a webhook secret
+    # The projector runs beside the web process, not in it (service/projector_process.py).
+    app = create_app(dataclasses.replace(settings, run_projector=False), database_url)  # needs a secret
     configure_logging()
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then restores the handlers it found and raises
     # the signal again. With the defaults that kills the process by signal (or prints a KeyboardInterrupt
     # traceback) after a clean shutdown; these make a clean shutdown exit 0.
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, lambda *_: None)
+    with projector_process(database_url) if settings.run_projector else contextlib.nullcontext():
+        _run(app, host, port)
+
+
+def _run(app: Litestar, host: str, port: int) -> None:
     uvicorn.run(
         app,
         host=host,

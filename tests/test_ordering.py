@@ -13,6 +13,8 @@ from pathlib import Path
 
 import asyncpg
 
+from service.verify import verify_log
+
 ROOT = Path(__file__).resolve().parent.parent
 WRITERS = 4
 TRANSACTIONS_PER_WRITER = 40
@@ -81,3 +83,6 @@ async def test_concurrent_delayed_commits_from_several_processes_are_read_in_ord
     for events in committed_per_writer:
         ids = [e["id"] for e in events]
         assert ids == sorted(ids)
+    # And the hash chain, built by whichever process held the head, links every event to the one before.
+    verification = await verify_log(conn)
+    assert (verification.ok, verification.head_id) == (True, len(committed))

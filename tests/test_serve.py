@@ -67,6 +67,11 @@ async def test_serve_logs_each_delivery_without_secrets_and_stops_cleanly(db_url
                 PATHS["sms"], content=body_for("sms", org_id), headers=bearer("not-" + SECRET)
             )
             ready = await client.get("/ready")
+            # The projector runs in a process of its own, started by serve.
+            for _ in range(200):
+                if await conn.fetchval("SELECT count(*) = 4 FROM projection_checkpoints WHERE position = 4"):
+                    break
+                await asyncio.sleep(0.05)
     finally:
         process.send_signal(signal.SIGTERM)
         _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
@@ -76,6 +81,17 @@ async def test_serve_logs_each_delivery_without_secrets_and_stops_cleanly(db_url
     assert ready.json() == {"ready": True}
     assert process.returncode == 0, stderr.decode()[-2000:]
     assert await conn.fetchval("SELECT count(*) FROM event_log") == 4
+    assert await conn.fetchval("SELECT count(*) FROM calls") == 1
+    assert await conn.fetchval("SELECT count(*) FROM mightycall_reports") == 6
+    # Stopping serve stopped its projector too: nothing of it is still connected.
+    others = (
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    for _ in range(100):
+        if await conn.fetchval(others) == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert await conn.fetchval(others) == 0
 
     log = stderr.decode()
     lines = [json.loads(line) for line in log.splitlines()]
