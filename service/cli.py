@@ -11,6 +11,7 @@ from typing import NoReturn
 from uuid import UUID
 
 import asyncpg
+import uvloop
 
 from projections.registry import PROJECTIONS
 from service import migrations, projection_commands, reference
@@ -104,7 +105,8 @@ def _run(args: argparse.Namespace) -> str | None:
     if args.command == "projections":
         return asyncio.run(projection_commands.status_table(database_url(settings)))
     if args.command == "project":
-        asyncio.run(projection_commands.project(database_url(settings), settings))
+        # uvloop, as under uvicorn: the projector is mostly round trips, and its transport costs less.
+        uvloop.run(projection_commands.project(database_url(settings), settings))
         return None
     if args.command == "rebuild":
         url = database_url(settings)
