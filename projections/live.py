@@ -85,7 +85,7 @@ class LiveProjector:
         )
         while not stop.is_set() and not leader.is_closed():
             self._wake.clear()
-            await self.catch_up()
+            await self.catch_up(stop)
             await _wait_any((self._wake, stop), self._poll_interval_s)
             # Under load every commit wakes us. A short pause lets each batch take many events rather than
             # a handful, each batch being some ten round trips per projection; it adds at most this much
@@ -94,10 +94,11 @@ class LiveProjector:
             # The poll doubles as a liveness check of the connection that holds the lock.
             await leader.execute("SELECT 1")
 
-    async def catch_up(self) -> None:
-        """Apply everything committed so far to every projection that is not stopped."""
+    async def catch_up(self, stop: asyncio.Event | None = None) -> None:
+        """Apply everything committed so far to every projection that is not stopped, or until `stop`:
+        under steady load there is always more, and a shutdown must not wait for a quiet moment."""
         pending = list(self._projections)
-        while pending:
+        while pending and not (stop is not None and stop.is_set()):
             pending = [projection for projection in pending if await self._advance(projection)]
 
     async def _advance(self, projection: Projection) -> bool:
