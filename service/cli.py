@@ -94,6 +94,7 @@ async def _grant(url: str, role: str) -> None:
 def _run(args: argparse.Namespace) -> str | None:
     settings = Settings.from_env()
     if args.command == "serve":
+        # Refused before any database is started (create_app refuses it too).
         if not settings.webhook_secrets:
             raise ConfigError("MIGHTYCALL_WEBHOOK_SECRET is not set; there is no default secret")
         from service.server import serve  # imported here: the other commands need no web stack
