@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import psutil
 
 from tests.support.http import SECOND_SECRET, SECRET, bearer
 from tests.support.payloads import PATHS, SEED, body_for
@@ -37,14 +38,13 @@ async def _wait_until_healthy(client: httpx.AsyncClient, process: asyncio.subpro
     raise AssertionError("serve did not become healthy")
 
 
-async def test_serve_logs_each_delivery_without_secrets_and_stops_cleanly(db_url, conn, org_id):
-    port = _free_port()
+async def _serve(db_url: str, port: int) -> asyncio.subprocess.Process:
     env = {
         **os.environ,
         "DATABASE_URL": db_url,
         "MIGHTYCALL_WEBHOOK_SECRET": f"{SECRET},{SECOND_SECRET}",
     }
-    process = await asyncio.create_subprocess_exec(
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "service.cli",
@@ -56,6 +56,11 @@ async def test_serve_logs_each_delivery_without_secrets_and_stops_cleanly(db_url
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+
+
+async def test_serve_logs_each_delivery_without_secrets_and_stops_cleanly(db_url, conn, org_id):
+    port = _free_port()
+    process = await _serve(db_url, port)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             await _wait_until_healthy(client, process)
@@ -108,3 +113,30 @@ async def test_serve_logs_each_delivery_without_secrets_and_stops_cleanly(db_url
     assert {d["org_id"] for d in deliveries[:4]} == {str(org_id)}
     for never in (SECRET, SECOND_SECRET, SEED["sms"]["message"]):
         assert never not in log
+
+
+async def test_serve_starts_its_projector_again_when_it_dies(db_url, conn, org_id):
+    port = _free_port()
+    process = await _serve(db_url, port)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            await _wait_until_healthy(client, process)
+            [first] = psutil.Process(process.pid).children()
+            first.kill()
+            await asyncio.to_thread(first.wait, 10)
+
+            response = await client.post(PATHS["calls"], content=body_for("calls", org_id), headers=bearer())
+            assert response.status_code == 202
+            for _ in range(300):
+                if await conn.fetchval("SELECT count(*) FROM calls") == 1:
+                    break
+                await asyncio.sleep(0.05)
+            [second] = psutil.Process(process.pid).children()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+
+    assert await conn.fetchval("SELECT count(*) FROM calls") == 1
+    assert second.pid != first.pid
+    assert process.returncode == 0
+    assert b"the projector process exited; starting it again" in stderr
