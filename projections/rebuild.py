@@ -16,6 +16,7 @@ import asyncpg
 
 from projections.model import Projection
 from projections.runner import head_position, project_batch
+from projections.store import quote
 from service.db import connect
 
 __all__ = ["Progress", "build_shadow", "rebuild"]
@@ -32,10 +33,6 @@ _SWAP_ATTEMPTS = 5
 _SWAP_LOCK_TIMEOUT = "3s"
 
 
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
-
-
 async def build_shadow(
     conn: asyncpg.Connection,
     projection: Projection,
@@ -49,8 +46,8 @@ async def build_shadow(
     live = projection.table.name
     shadow = live + SHADOW_SUFFIX
     await conn.execute(
-        f"DROP TABLE IF EXISTS {_quote(shadow)};"
-        f"CREATE TABLE {_quote(shadow)} (LIKE {_quote(live)} INCLUDING ALL)"
+        f"DROP TABLE IF EXISTS {quote(shadow)};"
+        f"CREATE TABLE {quote(shadow)} (LIKE {quote(live)} INCLUDING ALL)"
     )
     position = 0
     while True:
@@ -126,18 +123,18 @@ async def _swap(
         live_names = {shape: name for name, shape in await _indexes(conn, live)}
         replaced = live + _REPLACED_SUFFIX
         await conn.execute(
-            f"ALTER TABLE {_quote(live)} RENAME TO {_quote(replaced)};"
-            f"ALTER TABLE {_quote(shadow)} RENAME TO {_quote(live)};"
-            f"DROP TABLE {_quote(replaced)}"
+            f"ALTER TABLE {quote(live)} RENAME TO {quote(replaced)};"
+            f"ALTER TABLE {quote(shadow)} RENAME TO {quote(live)};"
+            f"DROP TABLE {quote(replaced)}"
         )
         # LIKE ... INCLUDING ALL gave the indexes names of its own; give them the live table's back, so
         # that migrations written against those names keep working after any number of rebuilds.
         for name, shape in await _indexes(conn, live):
             if (wanted := live_names.get(shape)) is not None and wanted != name:
-                await conn.execute(f"ALTER INDEX {_quote(name)} RENAME TO {_quote(wanted)}")
+                await conn.execute(f"ALTER INDEX {quote(name)} RENAME TO {quote(wanted)}")
         for grant in grants:
-            grantee = "PUBLIC" if grant["grantee"] == "PUBLIC" else _quote(grant["grantee"])
-            await conn.execute(f"GRANT {grant['privileges']} ON {_quote(live)} TO {grantee}")
+            grantee = "PUBLIC" if grant["grantee"] == "PUBLIC" else quote(grant["grantee"])
+            await conn.execute(f"GRANT {grant['privileges']} ON {quote(live)} TO {grantee}")
         await conn.execute(
             """
             UPDATE projection_checkpoints
@@ -161,6 +158,6 @@ async def _indexes(conn: asyncpg.Connection, table: str) -> list[tuple[str, tupl
         FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
         WHERE i.indrelid = to_regclass($1)
         """,
-        _quote(table),
+        quote(table),
     )
     return [(row["name"], (row["is_unique"], row["definition"])) for row in rows]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from projections.registry import PROJECTIONS
+from projections.runner import head_position
 
 __all__ = ["ProjectionStatus", "projection_statuses"]
 
@@ -33,7 +34,7 @@ class ProjectionStatus:
 
 
 async def projection_statuses(conn: asyncpg.Connection) -> list[ProjectionStatus]:
-    head = await conn.fetchval("SELECT position FROM event_log_head")
+    head = await head_position(conn)
     rows = {
         row["name"]: row
         for row in await conn.fetch(

@@ -12,10 +12,11 @@ import asyncpg
 
 from projections.model import Key, Row, Table
 
-__all__ = ["load_rows", "upsert_rows"]
+__all__ = ["load_rows", "quote", "upsert_rows"]
 
 
-def _quote(identifier: str) -> str:
+def quote(identifier: str) -> str:
+    """A SQL identifier, quoted."""
     return '"' + identifier.replace('"', '""') + '"'
 
 
@@ -27,10 +28,10 @@ async def load_rows(
         return {}
     arrays = [list(column) for column in zip(*keys, strict=True)]
     unnest = ", ".join(f"${i}::{table.columns[name]}[]" for i, name in enumerate(table.key, start=1))
-    join = " AND ".join(f"t.{_quote(name)} = k.{_quote(name)}" for name in table.key)
-    names = ", ".join(_quote(name) for name in table.key)
+    join = " AND ".join(f"t.{quote(name)} = k.{quote(name)}" for name in table.key)
+    names = ", ".join(quote(name) for name in table.key)
     rows = await conn.fetch(
-        f"SELECT t.* FROM {_quote(table_name)} t JOIN unnest({unnest}) AS k ({names}) ON {join}",
+        f"SELECT t.* FROM {quote(table_name)} t JOIN unnest({unnest}) AS k ({names}) ON {join}",
         *arrays,
     )
     return {tuple(row[name] for name in table.key): dict(row) for row in rows}
@@ -43,11 +44,11 @@ async def upsert_rows(conn: asyncpg.Connection, table: Table, table_name: str, r
     arrays = [[row[name] for row in rows] for name in columns]
     unnest = ", ".join(f"${i}::{table.columns[name]}[]" for i, name in enumerate(columns, start=1))
     updates = ", ".join(
-        f"{_quote(name)} = EXCLUDED.{_quote(name)}" for name in columns if name not in table.key
+        f"{quote(name)} = EXCLUDED.{quote(name)}" for name in columns if name not in table.key
     )
     await conn.execute(
-        f"INSERT INTO {_quote(table_name)} ({', '.join(map(_quote, columns))}) "
+        f"INSERT INTO {quote(table_name)} ({', '.join(map(quote, columns))}) "
         f"SELECT * FROM unnest({unnest}) "
-        f"ON CONFLICT ({', '.join(map(_quote, table.key))}) DO UPDATE SET {updates}",
+        f"ON CONFLICT ({', '.join(map(quote, table.key))}) DO UPDATE SET {updates}",
         *arrays,
     )

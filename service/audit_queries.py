@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -168,9 +168,7 @@ async def list_events(conn: asyncpg.Connection, event_filter: EventFilter, *, af
         f"SELECT {_COLUMNS} FROM event_log WHERE {where} ORDER BY id LIMIT {limit + 1}",
         *args,
     )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page([envelope(row) for row in rows], rows[-1]["id"] if more else None)
+    return _page(rows, limit, envelope)
 
 
 async def get_event(conn: asyncpg.Connection, event_id: int, scope: UUID | None) -> asyncpg.Record | None:
@@ -209,19 +207,24 @@ async def list_rejected(
         f" FROM rejected_deliveries WHERE {where} ORDER BY id LIMIT {limit + 1}",
         *args,
     )
+    return _page(rows, limit, _rejected)
+
+
+def _rejected(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "received_at": row["received_at"],
+        "kind": row["kind"],
+        "reason": row["reason"],
+        "details": row["details"],
+        "content_type": row["content_type"],
+        "body_size": row["body_size"],
+        "body_base64": None if row["body"] is None else base64.b64encode(row["body"]).decode(),
+    }
+
+
+def _page(rows: list[asyncpg.Record], limit: int, item: Callable[[asyncpg.Record], dict[str, Any]]) -> Page:
+    """A page from up to `limit + 1` rows: the extra one only says that there is more."""
     more = len(rows) > limit
     rows = rows[:limit]
-    items = [
-        {
-            "id": row["id"],
-            "received_at": row["received_at"],
-            "kind": row["kind"],
-            "reason": row["reason"],
-            "details": row["details"],
-            "content_type": row["content_type"],
-            "body_size": row["body_size"],
-            "body_base64": None if row["body"] is None else base64.b64encode(row["body"]).decode(),
-        }
-        for row in rows
-    ]
-    return Page(items, rows[-1]["id"] if more else None)
+    return Page([item(row) for row in rows], rows[-1]["id"] if more else None)

@@ -9,7 +9,15 @@ from typing import Any
 
 import msgspec
 
-from service.audit_queries import EventFilter, envelope, export_line, get_event, list_events, stream_events
+from service.audit_queries import (
+    MAX_LIMIT,
+    EventFilter,
+    envelope,
+    export_line,
+    get_event,
+    list_events,
+    stream_events,
+)
 from service.db import connect
 from service.verify import Checkpoint, take_checkpoint, verify_log
 
@@ -74,7 +82,7 @@ async def run_event_command(args: argparse.Namespace, url: str) -> str | None:
     async with connect(url) as conn:
         if args.action == "list":
             page = await list_events(
-                conn, _filter(args), after=args.after, limit=max(1, min(args.limit, 1000))
+                conn, _filter(args), after=args.after, limit=max(1, min(args.limit, MAX_LIMIT))
             )
             header = ("id", "received_at", "kind", "event_type", "org_id", "external_id")
             lines = ["{:>8}  {:<32}  {:<10}  {:<22}  {:<36}  {}".format(*header)]
