@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import signal
 
 import uvicorn
@@ -26,6 +27,9 @@ def serve(settings: Settings, database_url: str, *, host: str, port: int) -> Non
     # traceback) after a clean shutdown; these make a clean shutdown exit 0.
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, lambda *_: None)
+    # The app's own objects live as long as the process: frozen, the collector stops walking them on
+    # every full collection (py-spy showed gc at ~6 % of the web process under load).
+    gc.freeze()
     with projector_process(database_url) if settings.run_projector else contextlib.nullcontext():
         _run(app, host, port)
 
