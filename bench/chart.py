@@ -19,7 +19,7 @@ def draw(results: dict[str, Any], path: Path) -> None:
         "service": "this service",
         "peer": "FastAPI + ORM\npeer",
     }
-    figure, (throughput, latency) = plt.subplots(1, 2, figsize=(11, 4.2))
+    figure, (throughput, latency, servers) = plt.subplots(1, 3, figsize=(16, 4.4))
     bars = throughput.bar(
         [labels[n] for n in names], [ingest[n]["requests_per_s"] for n in names], color="#4472c4"
     )
@@ -33,6 +33,14 @@ def draw(results: dict[str, Any], path: Path) -> None:
     latency.set_yscale("log")
     latency.set_title("latency, ms (log scale)")
     latency.legend()
+    configurations = results.get("servers", {}).get("configurations", {})
+    server_bars = servers.bar(
+        [name.replace(", ", "\n") for name in configurations],
+        [r["requests_per_s"] for r in configurations.values()],
+        color="#70ad47",
+    )
+    servers.bar_label(server_bars, fmt="%.0f")
+    servers.set_title("this service under each ASGI server, webhooks/s")
     figure.suptitle(f"mightycall-ingest — {results['machine']}", fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=110)

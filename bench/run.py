@@ -22,11 +22,13 @@ from typing import Any
 import asyncpg
 
 from bench.chart import draw
+from bench.cpu import cpu_shares
 from bench.db_ceiling import db_ceiling
 from bench.fill_log import fill_log
 from bench.harness import BENCH, ROOT, SECRET, LoadResult, bench_database, cli, median_result, server, wrk
 from bench.live_lag import live_lag
 from bench.rebuild_bench import measure
+from bench.servers import compare_servers
 
 PORT = 18_700
 PEER = BENCH / "peers" / "fastapi_orm"
@@ -74,13 +76,17 @@ def ingest(url: str, org: str, runs: int, seconds: int) -> dict[str, Any]:
     env = {"DATABASE_URL": url, "MIGHTYCALL_WEBHOOK_SECRET": SECRET}
     before = _count(url, "event_log")
     _checkpoint(url)
-    with server([python, "-m", "service.cli", "serve", "--port", str(PORT + 1)], PORT + 1, env=env):
+    with (
+        server([python, "-m", "service.cli", "serve", "--port", str(PORT + 1)], PORT + 1, env=env),
+        cpu_shares() as shares,
+    ):
         result = _load(PORT + 1, org, "service", runs, seconds)
     appended = _count(url, "event_log") - before
     found["service"] = {
         **result.as_json(),
         "appended": appended,
         "every_2xx_logged": appended >= result.requests,
+        "cores_busy": shares.cores_busy,
     }
 
     if PEER_PYTHON.exists():
@@ -140,6 +146,13 @@ def _table(results: dict[str, Any]) -> str:
                 f"{r['requests_per_s'] / ceiling:>11.2f}x"
             )
     lines.append(f"{'database ceiling (rows/s)':<28}{ingest_['db_ceiling']['rows_per_s']:>10,.0f}")
+    busy = ", ".join(f"{group} {cores:.2f}" for group, cores in ingest_["service"]["cores_busy"].items())
+    lines.append(f"cores busy while the service ran: {busy}")
+    if "servers" in results:
+        for name, r in results["servers"]["configurations"].items():
+            rate, p99 = r["requests_per_s"], r["p99_ms"]
+            lines.append(f"  {name:<26}{rate:>10,.0f}{'':>9}{p99:>9.1f}{r['errors']:>8}")
+        lines.append(f"  fastest: {results['servers']['fastest']}")
     ratios = results["ratios"]
     lines.append(f"service / peer: {ratios.get('service_over_peer', float('nan')):.1f}x; "
                  f"every 2xx in the log: {ingest_['service']['every_2xx_logged']}")  # fmt: skip
@@ -181,6 +194,7 @@ def main() -> None:
     with bench_database() as url:
         org = cli("orgs", "add", "--name", "Bench", database_url=url)
         results["ingest"] = ingest(url, org, runs, seconds)
+        results["servers"] = compare_servers(url, org, PORT + 4, runs, max(3, seconds // 2))
         ceiling = results["ingest"]["http_ceiling"]["requests_per_s"]
         service = results["ingest"]["service"]["requests_per_s"]
         results["live_lag"] = lag(url, org, rate=service / 2, seconds=lag_seconds)

@@ -1,0 +1,53 @@
+"""Which ASGI server and how many workers `serve` should use: the service measured under each.
+
+uvicorn with one worker is what `serve` runs (its projector as a child process); the others run the
+same app from service.asgi with `project` started beside them, against the same database and load.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import uuid
+from typing import Any
+
+from bench.harness import SECRET, server, wrk
+
+__all__ = ["compare_servers"]
+
+
+def _configurations(port: int) -> dict[str, list[str]]:
+    python = sys.executable
+    beside = f"{python} -m service.cli project 2>/dev/null & exec "
+    granian = (
+        f"{python} -m granian --interface asgi --host 127.0.0.1 --port {port} --http 1 --no-ws --loop uvloop"
+        " --log-level warning"
+    )
+    uvicorn = f"{python} -m uvicorn service.asgi:app --port {port} --no-access-log --log-level warning"
+    return {
+        "uvicorn, 1 worker (serve)": [python, "-m", "service.cli", "serve", "--port", str(port)],
+        "uvicorn, 2 workers": ["sh", "-c", f"{beside}{uvicorn} --workers 2"],
+        "granian, 1 worker": ["sh", "-c", f"{beside}{granian} --workers 1 service.asgi:app"],
+        "granian, 2 workers": ["sh", "-c", f"{beside}{granian} --workers 2 service.asgi:app"],
+    }
+
+
+def compare_servers(url: str, org: str, port: int, runs: int, seconds: int) -> dict[str, Any]:
+    """Each configuration's median over `runs`, the runs interleaved so that drift hits all alike."""
+    env = {"DATABASE_URL": url, "MIGHTYCALL_WEBHOOK_SECRET": SECRET}
+    measured: dict[str, list[Any]] = {}
+    for _ in range(runs):
+        for name, command in _configurations(port).items():
+            with server(command, port, env=env):
+                measured.setdefault(name, []).append(
+                    wrk(port, org_id=org, run=f"servers-{uuid.uuid4().hex[:8]}", seconds=seconds)
+                )
+    found = {
+        name: {
+            "requests_per_s": statistics.median(r.requests_per_s for r in results),
+            "p99_ms": statistics.median(r.p99_ms for r in results),
+            "errors": sum(r.errors for r in results),
+        }
+        for name, results in measured.items()
+    }
+    return {"configurations": found, "fastest": max(found, key=lambda name: found[name]["requests_per_s"])}
