@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from service.db import is_unavailable
+from service.db import gave_up, is_unavailable
 from service.errors import DatabaseUnavailable, Overloaded, UnknownOrganization
 from service.eventlog import Appended, Delivery, append
 
@@ -79,7 +79,9 @@ class Appender:
         try:
             results = await self._transaction([delivery for delivery, _ in batch])
         except Exception as exc:
-            if len(batch) > 1 and not is_unavailable(exc):
+            # When the database gave up (a timeout), retrying each delivery alone would only wait out the
+            # same timeout once per delivery: like an outage, it is a 503 for the whole batch.
+            if len(batch) > 1 and not (is_unavailable(exc) or gave_up(exc)):
                 # One delivery must not sink the others: retry each alone to find the culprit.
                 for pending in batch:
                     await self._commit([pending])
@@ -98,6 +100,8 @@ class Appender:
 def _translate(exc: Exception) -> Exception:
     if is_unavailable(exc):
         return DatabaseUnavailable("the database is not reachable; retry later")
+    if gave_up(exc):
+        return DatabaseUnavailable("the database did not complete the write in time; retry later")
     if isinstance(exc, asyncpg.ForeignKeyViolationError):
         return UnknownOrganization("the organization does not exist")
     _log.error("append failed", exc_info=exc)

@@ -11,7 +11,7 @@ import asyncpg
 
 from service.errors import DatabaseUnavailable
 
-__all__ = ["connect", "create_pool", "is_unavailable", "translate_unavailable"]
+__all__ = ["connect", "create_pool", "gave_up", "is_unavailable", "translate_unavailable"]
 
 T = TypeVar("T")
 
@@ -42,6 +42,16 @@ _UNAVAILABLE = (
     asyncpg.CrashShutdownError,
     asyncpg.TooManyConnectionsError,
 )
+
+
+# The database gave up on a statement: a statement_timeout or lock_timeout (another session holding a
+# lock we need), or a cancel. Nothing of it was written and a later retry may well succeed.
+_GAVE_UP = (asyncpg.QueryCanceledError, asyncpg.LockNotAvailableError)
+
+
+def gave_up(exc: BaseException) -> bool:
+    """True when the database cancelled the statement (timeout, lock timeout): retry later."""
+    return isinstance(exc, _GAVE_UP)
 
 
 def is_unavailable(exc: BaseException) -> bool:
