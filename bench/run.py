@@ -53,6 +53,25 @@ def _count(url: str, table: str) -> int:
     return asyncio.run(count())
 
 
+def _catch_up(url: str) -> tuple[int, float]:
+    """How far the live projector was behind when the load stopped, and how long it took to catch up."""
+
+    async def wait() -> tuple[int, float]:
+        conn = await asyncpg.connect(url)
+        lag = "SELECT (SELECT position FROM event_log_head) - min(position) FROM projection_checkpoints"
+        try:
+            behind, started = int(await conn.fetchval(lag)), time.monotonic()
+            while True:
+                if await conn.fetchval(lag) == 0:
+                    break
+                await asyncio.sleep(0.1)
+            return behind, round(time.monotonic() - started, 1)
+        finally:
+            await conn.close()
+
+    return asyncio.run(wait())
+
+
 def _checkpoint(url: str) -> None:
     """Flush what earlier configurations wrote, so that no measurement pays for another's writes."""
 
@@ -81,12 +100,15 @@ def ingest(url: str, org: str, runs: int, seconds: int) -> dict[str, Any]:
         cpu_shares() as shares,
     ):
         result = _load(PORT + 1, org, "service", runs, seconds)
+        behind, caught_up_s = _catch_up(url)
     appended = _count(url, "event_log") - before
     found["service"] = {
         **result.as_json(),
         "appended": appended,
         "every_2xx_logged": appended >= result.requests,
         "cores_busy": shares.cores_busy,
+        "projector_behind_at_end": behind,
+        "projector_caught_up_s": caught_up_s,
     }
 
     if PEER_PYTHON.exists():
@@ -148,6 +170,10 @@ def _table(results: dict[str, Any]) -> str:
     lines.append(f"{'database ceiling (rows/s)':<28}{ingest_['db_ceiling']['rows_per_s']:>10,.0f}")
     busy = ", ".join(f"{group} {cores:.2f}" for group, cores in ingest_["service"]["cores_busy"].items())
     lines.append(f"cores busy while the service ran: {busy}")
+    lines.append(
+        f"projector behind when the load stopped: {ingest_['service']['projector_behind_at_end']:,} events,"
+        f" caught up in {ingest_['service']['projector_caught_up_s']} s"
+    )
     if "servers" in results:
         for name, r in results["servers"]["configurations"].items():
             rate, p99 = r["requests_per_s"], r["p99_ms"]

@@ -24,12 +24,16 @@ _log = logging.getLogger(__name__)
 _RESTART_DELAY_S = 2.0
 _STOP_TIMEOUT_S = 15.0
 _PR_SET_PDEATHSIG = 1
+_NICENESS = 10
 
 
-def _die_with_parent() -> None:
+def _prepare_child() -> None:
     # Should `serve` be killed outright, the projector goes too instead of living on as an orphan.
     if sys.platform == "linux":
         ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    # Acknowledging webhooks comes first: under full load the projector takes the CPU the web process
+    # leaves, falls behind, and catches up when the load eases (README "Performance").
+    os.nice(_NICENESS)
 
 
 @contextlib.contextmanager
@@ -45,7 +49,7 @@ def projector_process(database_url: str) -> Iterator[None]:
                 env={**os.environ, "DATABASE_URL": database_url},
                 # Its own process group: a Ctrl-C at the terminal reaches `serve`, which stops it in turn.
                 start_new_session=True,
-                preexec_fn=_die_with_parent,  # only prctl: safe between fork and exec
+                preexec_fn=_prepare_child,  # only prctl and nice: safe between fork and exec
             )
             current[:] = [child]
             status = child.wait()
