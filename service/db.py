@@ -41,6 +41,9 @@ _UNAVAILABLE = (
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
     asyncpg.TooManyConnectionsError,
+    # A pooled connection the server cut while it sat idle (a fast shutdown, say) can fail its next
+    # command with this instead of a connection error: it is the same outage.
+    asyncpg.InternalClientError,
 )
 
 

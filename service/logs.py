@@ -15,6 +15,11 @@ __all__ = ["configure_logging"]
 _encode = msgspec.json.Encoder().encode
 
 
+# asyncpg's pool logs a full traceback each time it fails to reconnect during an outage, several a
+# second; the error's one line says the same, and a traceback in the log is kept for our own bugs.
+_TERSE_LOGGERS = frozenset({"asyncpg.pool"})
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
@@ -24,7 +29,10 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         line.update(getattr(record, "fields", {}))
-        if record.exc_info:
+        if record.exc_info and record.name in _TERSE_LOGGERS:
+            error = record.exc_info[1]
+            line["error"] = f"{type(error).__name__}: {error}".strip()[:300]
+        elif record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
         return _encode(line).decode()
 

@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import logging
+import sys
 
 from service.logs import JsonFormatter, TurnBufferedHandler
 
@@ -59,3 +60,21 @@ async def test_lines_still_pending_are_written_when_logging_shuts_down():
     logger.info("last words")
     handler.flush()  # what logging.shutdown() does for every handler at exit
     assert json.loads(stream.getvalue())["msg"] == "last words"
+
+
+def test_the_pools_reconnect_warnings_are_one_line_our_errors_keep_their_traceback():
+    stream = CountingStream()
+    handler = TurnBufferedHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    for name in ("asyncpg.pool", "service.app"):
+        try:
+            raise ConnectionRefusedError(111, "Connection refused")
+        except OSError:
+            record = logging.getLogger(name).makeRecord(
+                name, logging.WARNING, __file__, 1, "failed", (), sys.exc_info()
+            )
+        handler.handle(record)
+    pool, ours = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert pool["error"] == "ConnectionRefusedError: [Errno 111] Connection refused"
+    assert "exc" not in pool
+    assert "Traceback" in ours["exc"]
