@@ -20,7 +20,7 @@ from service.appender import Appender
 from service.audit import audit_handlers
 from service.auth import BearerAuth
 from service.config import ConfigError, Settings
-from service.db import create_pool, gave_up, is_unavailable
+from service.db import cannot_write_now, create_pool, is_unavailable
 from service.errors import (
     DatabaseUnavailable,
     IngestError,
@@ -138,7 +138,8 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[
 def _unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, str]]:
     if is_unavailable(exc):
         return _ingest_error(request, DatabaseUnavailable("the database is not reachable; retry later"))
-    if gave_up(exc):
-        return _ingest_error(request, DatabaseUnavailable("the database did not answer in time; retry later"))
+    if cannot_write_now(exc):
+        _log.error("database refused a statement", extra={"fields": {"error": type(exc).__name__}})
+        return _ingest_error(request, DatabaseUnavailable("the database cannot serve this now; retry later"))
     _log.error("unexpected error", exc_info=exc, extra={"fields": {"path": request.url.path}})
     return _error(500, "internal_error", "unexpected error; it has been logged")

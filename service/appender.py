@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from service.db import gave_up, is_unavailable
+from service.db import cannot_write_now, is_unavailable
 from service.errors import DatabaseUnavailable, Overloaded, UnknownOrganization
 from service.eventlog import Appended, Delivery, append
 
@@ -79,9 +79,9 @@ class Appender:
         try:
             results = await self._transaction([delivery for delivery, _ in batch])
         except Exception as exc:
-            # When the database gave up (a timeout), retrying each delivery alone would only wait out the
-            # same timeout once per delivery: like an outage, it is a 503 for the whole batch.
-            if len(batch) > 1 and not (is_unavailable(exc) or gave_up(exc)):
+            # A timeout or a full disk is no one delivery's fault: retrying each alone would only meet it
+            # once per delivery. Like an outage, it is a 503 for the whole batch.
+            if len(batch) > 1 and not (is_unavailable(exc) or cannot_write_now(exc)):
                 # One delivery must not sink the others: retry each alone to find the culprit.
                 for pending in batch:
                     await self._commit([pending])
@@ -100,8 +100,10 @@ class Appender:
 def _translate(exc: Exception) -> Exception:
     if is_unavailable(exc):
         return DatabaseUnavailable("the database is not reachable; retry later")
-    if gave_up(exc):
-        return DatabaseUnavailable("the database did not complete the write in time; retry later")
+    if cannot_write_now(exc):
+        # The operator must hear of a full disk or a lock held too long, but once, not with a traceback.
+        _log.error("append refused by the database", extra={"fields": {"error": type(exc).__name__}})
+        return DatabaseUnavailable("the database cannot complete the write now; retry later")
     if isinstance(exc, asyncpg.ForeignKeyViolationError):
         return UnknownOrganization("the organization does not exist")
     _log.error("append failed", exc_info=exc)

@@ -11,7 +11,7 @@ import asyncpg
 
 from service.errors import DatabaseUnavailable
 
-__all__ = ["connect", "create_pool", "gave_up", "is_unavailable", "translate_unavailable"]
+__all__ = ["cannot_write_now", "connect", "create_pool", "is_unavailable", "translate_unavailable"]
 
 T = TypeVar("T")
 
@@ -47,14 +47,15 @@ _UNAVAILABLE = (
 )
 
 
-# The database gave up on a statement: a statement_timeout or lock_timeout (another session holding a
-# lock we need), or a cancel. Nothing of it was written and a later retry may well succeed.
-_GAVE_UP = (asyncpg.QueryCanceledError, asyncpg.LockNotAvailableError)
+# The database refused a statement for now: a statement_timeout or lock_timeout (another session
+# holding a lock we need), a cancel, or a full disk. Nothing of it was written and a later retry may
+# well succeed, so, like an outage, it is a 503 for the client to retry.
+_CANNOT_WRITE_NOW = (asyncpg.QueryCanceledError, asyncpg.LockNotAvailableError, asyncpg.DiskFullError)
 
 
-def gave_up(exc: BaseException) -> bool:
-    """True when the database cancelled the statement (timeout, lock timeout): retry later."""
-    return isinstance(exc, _GAVE_UP)
+def cannot_write_now(exc: BaseException) -> bool:
+    """True when the database refused the statement for a reason that a later retry may not meet."""
+    return isinstance(exc, _CANNOT_WRITE_NOW)
 
 
 def is_unavailable(exc: BaseException) -> bool:
