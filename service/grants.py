@@ -18,6 +18,9 @@ _GRANTS = """
     GRANT SELECT, INSERT ON event_log, rejected_deliveries TO {role};
     GRANT SELECT, UPDATE ON event_log_head TO {role};
     GRANT SELECT ON organizations, integrations, phone_numbers, alembic_version TO {role};
+    -- /audit/verify checks the log against the recorded checkpoints; recording one is the operator's
+    -- (`events checkpoint`, as the owner), so the service cannot vouch for a log it could have written.
+    GRANT SELECT ON audit_checkpoints TO {role};
     REVOKE UPDATE, DELETE, TRUNCATE ON event_log FROM {role};
     -- The live projector, which runs inside `serve`. Rebuilds run as the owner: they create tables.
     GRANT SELECT, INSERT, UPDATE ON calls, mightycall_sms_messages, mightycall_recordings,
