@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
@@ -21,7 +22,6 @@ CONNECT_TIMEOUT_S = 3.0
 COMMAND_TIMEOUT_S = 10.0
 
 _SERVER_SETTINGS = {
-    "application_name": "mightycall-ingest",
     # A 2xx promises the event is durable; a server configured with synchronous_commit=off would make
     # that promise false, so the service insists on it for its own sessions.
     "synchronous_commit": "on",
@@ -72,6 +72,12 @@ async def translate_unavailable(operation: Callable[[], Awaitable[T]]) -> T:
         raise
 
 
+def _server_settings() -> dict[str, str]:
+    # The process id in the application name says which process a session belongs to, e.g. which of
+    # several `serve` processes holds the live projector's lock (pg_stat_activity joined to pg_locks).
+    return {"application_name": f"mightycall-ingest/{os.getpid()}", **_SERVER_SETTINGS}
+
+
 async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         url,
@@ -79,7 +85,7 @@ async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asy
         max_size=max_size,
         timeout=CONNECT_TIMEOUT_S,
         command_timeout=COMMAND_TIMEOUT_S,
-        server_settings=_SERVER_SETTINGS,
+        server_settings=_server_settings(),
     )
     assert pool is not None
     return pool
@@ -89,7 +95,7 @@ async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asy
 async def connect(url: str) -> AsyncIterator[asyncpg.Connection]:
     """A single connection, for the command line and for work that must not share a pool."""
     conn = await asyncpg.connect(
-        url, timeout=CONNECT_TIMEOUT_S, command_timeout=COMMAND_TIMEOUT_S, server_settings=_SERVER_SETTINGS
+        url, timeout=CONNECT_TIMEOUT_S, command_timeout=COMMAND_TIMEOUT_S, server_settings=_server_settings()
     )
     try:
         yield conn
