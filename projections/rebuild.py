@@ -1,36 +1,100 @@
-"""Rebuilding a projection from the whole log while ingestion and the live projector go on.
+"""Rebuilding projections from the whole log while ingestion and the live projector go on.
 
-The new table is built beside the live one (`<table>__rebuild`, the same definition), filled from the
-first event in bounded batches, caught up to the head, and swapped in by one short transaction that
-holds the projection's checkpoint row, so the live projector pauses for exactly that long. Readers
-see the old table until the swap commits and the new one after: never an empty or half-built one.
-A crash part-way leaves the live table untouched; running the rebuild again starts it over.
+Each new table is built beside the live one (`<table>__rebuild`, the same definition), filled from the
+first event by one replay of the log for all the projections rebuilt together (projections/replay.py),
+caught up to the head, and swapped in by one short transaction that holds the projection's checkpoint
+row, so the live projector pauses for exactly that long. Readers see the old table until the swap
+commits and the new one after: never an empty or half-built one. A crash part-way leaves the live
+tables untouched; running the rebuild again starts it over.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import asyncpg
 
 from projections.model import Projection
+from projections.replay import Replay
 from projections.runner import head_position, project_batch
 from projections.store import quote
 from service.db import connect
 
-__all__ = ["Progress", "build_shadow", "rebuild"]
+__all__ = ["DEFAULT_BATCH_SIZE", "Progress", "build_shadow", "rebuild", "rebuild_many"]
 
 SHADOW_SUFFIX = "__rebuild"
 _REPLACED_SUFFIX = "__replaced"
 
+DEFAULT_BATCH_SIZE = 20_000
+"""Events per batch of the replay: fewer round trips per event, against memory for one batch."""
+
 Progress = Callable[[str, int, int], None]
-"""Called with (projection name, position reached, head position) after each batch."""
+"""Called with (projection names, position reached, head position) after each batch."""
 
 _SWAP_ATTEMPTS = 5
 # The swap needs a moment of exclusive access to the live table: a long query there makes the swap
 # give up and try again, rather than queue every reader behind it.
 _SWAP_LOCK_TIMEOUT = "3s"
+# The swap applies what is left with the live projector's batches, while the live projector waits: the
+# replay catches up until at most this many events are left for it.
+_SWAP_BACKLOG = 1000
+# Indexes built on a filled shadow can take longer than the connection's command timeout.
+_INDEX_BUILD_TIMEOUT_S = 3600.0
+
+# Indexes that neither back a constraint nor are unique are built after the shadow is filled, which is
+# cheaper than updating them row by row. The others stay: the upsert needs the unique key, and a
+# duplicate is caught as it is written.
+_DEFERRED_INDEXES = """
+    SELECT c.relname AS name, pg_get_indexdef(i.indexrelid) AS definition
+    FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+    WHERE i.indrelid = to_regclass($1) AND NOT i.indisunique
+      AND NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = i.indrelid)
+"""
+
+
+async def _create_shadow(conn: asyncpg.Connection, projection: Projection) -> tuple[str, list[str]]:
+    """Create the empty shadow table; returns its name and the indexes still to build once it is filled."""
+    live = projection.table.name
+    shadow = live + SHADOW_SUFFIX
+    await conn.execute(
+        f"DROP TABLE IF EXISTS {quote(shadow)};"
+        f"CREATE TABLE {quote(shadow)} (LIKE {quote(live)} INCLUDING ALL)"
+    )
+    deferred = await conn.fetch(_DEFERRED_INDEXES, quote(shadow))
+    for index in deferred:
+        await conn.execute(f"DROP INDEX {quote(index['name'])}")
+    return shadow, [index["definition"] for index in deferred]
+
+
+async def _fill(
+    reader: asyncpg.Connection,
+    writer: asyncpg.Connection,
+    shadows: list[tuple[Projection, str, list[str]]],
+    *,
+    region: str,
+    batch_size: int,
+    progress: Progress | None,
+) -> int:
+    """Replay the log into the new shadow tables, build their deferred indexes, and catch up until the
+    head is near; returns the position reached."""
+    replay = Replay(
+        [(projection, shadow) for projection, shadow, _ in shadows], region=region, batch_size=batch_size
+    )
+    names = ", ".join(projection.name for projection, _, _ in shadows)
+    position = 0
+    indexed = False
+    while True:
+        head = await head_position(writer)
+        if indexed and head - position <= min(batch_size, _SWAP_BACKLOG):
+            return position
+        report = None if progress is None else (lambda reached, head=head: progress(names, reached, head))
+        position = await replay.run(reader, writer, after=position, upto=head, progress=report)
+        if not indexed:
+            for _, _, definitions in shadows:
+                for definition in definitions:
+                    await writer.execute(definition, timeout=_INDEX_BUILD_TIMEOUT_S)
+            indexed = True
 
 
 async def build_shadow(
@@ -41,25 +105,46 @@ async def build_shadow(
     batch_size: int,
     progress: Progress | None,
 ) -> tuple[str, int]:
-    """Create the shadow table and replay the log into it until it is within one batch of the head.
+    """Create the shadow table and replay the log into it (on `conn` alone) until it is near the head.
     Returns the shadow's name and the position it reached."""
-    live = projection.table.name
-    shadow = live + SHADOW_SUFFIX
-    await conn.execute(
-        f"DROP TABLE IF EXISTS {quote(shadow)};"
-        f"CREATE TABLE {quote(shadow)} (LIKE {quote(live)} INCLUDING ALL)"
+    shadow, deferred = await _create_shadow(conn, projection)
+    position = await _fill(
+        conn, conn, [(projection, shadow, deferred)], region=region, batch_size=batch_size, progress=progress
     )
-    position = 0
-    while True:
-        head = await head_position(conn)
-        if head - position <= batch_size:
-            return shadow, position
-        async with conn.transaction():
-            position = await project_batch(
-                conn, projection, shadow, after=position, upto=head, limit=batch_size, region=region
-            )
-        if progress is not None:
-            progress(projection.name, position, head)
+    return shadow, position
+
+
+async def rebuild_many(
+    database_url: str,
+    projections: Iterable[Projection],
+    *,
+    region: str,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: Progress | None = None,
+) -> dict[str, int]:
+    """Rebuild the projections' tables with one replay of the log; returns the position each new table
+    is at, by projection name."""
+    chosen = list({projection.name: projection for projection in projections}.values())
+    positions = {}
+    async with connect(database_url) as writer, connect(database_url) as reader:
+        shadows = [(projection, *await _create_shadow(writer, projection)) for projection in chosen]
+        position = await _fill(
+            reader, writer, shadows, region=region, batch_size=batch_size, progress=progress
+        )
+        for projection, shadow, _ in shadows:
+            for attempt in range(1, _SWAP_ATTEMPTS + 1):
+                try:
+                    positions[projection.name] = await _swap(
+                        writer, projection, shadow, position, region=region, batch_size=batch_size
+                    )
+                    break
+                except asyncpg.LockNotAvailableError:
+                    if attempt == _SWAP_ATTEMPTS:
+                        raise
+                    await asyncio.sleep(attempt)
+            if progress is not None:
+                progress(projection.name, positions[projection.name], positions[projection.name])
+    return positions
 
 
 async def rebuild(
@@ -67,27 +152,14 @@ async def rebuild(
     projection: Projection,
     *,
     region: str,
-    batch_size: int = 5000,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     progress: Progress | None = None,
 ) -> int:
     """Rebuild `projection`'s table from the log; returns the position the new table is at."""
-    async with connect(database_url) as conn:
-        shadow, position = await build_shadow(
-            conn, projection, region=region, batch_size=batch_size, progress=progress
-        )
-        for attempt in range(1, _SWAP_ATTEMPTS + 1):
-            try:
-                position = await _swap(
-                    conn, projection, shadow, position, region=region, batch_size=batch_size
-                )
-                break
-            except asyncpg.LockNotAvailableError:
-                if attempt == _SWAP_ATTEMPTS:
-                    raise
-                await asyncio.sleep(attempt)
-        if progress is not None:
-            progress(projection.name, position, position)
-        return position
+    positions = await rebuild_many(
+        database_url, [projection], region=region, batch_size=batch_size, progress=progress
+    )
+    return positions[projection.name]
 
 
 async def _swap(

@@ -17,7 +17,18 @@ from projections.phones import PhoneBook, to_e164
 from projections.store import load_rows, upsert_rows
 from service.payloads import decode
 
-__all__ = ["ProjectionFailed", "head_position", "load_phone_book", "project_batch", "step"]
+__all__ = [
+    "ProjectionFailed",
+    "apply_events",
+    "fetch_events",
+    "head_position",
+    "load_phone_book",
+    "mentioned_numbers",
+    "project_batch",
+    "step",
+    "to_event",
+    "touched_keys",
+]
 
 _READ = """
     SELECT id, kind, org_id, body FROM event_log
@@ -56,13 +67,61 @@ async def load_phone_book(
     return PhoneBook(region, {(row["org_id"], row["e164"]): row["id"] for row in rows})
 
 
-def _event(row: asyncpg.Record) -> Event:
+async def fetch_events(
+    conn: asyncpg.Connection, kinds: Iterable[str], *, after: int, upto: int, limit: int
+) -> list[asyncpg.Record]:
+    """The log's records of `kinds` in (after, upto], in log order, at most `limit` of them."""
+    records: list[asyncpg.Record] = await conn.fetch(_READ, after, upto, list(kinds), limit)
+    return records
+
+
+def to_event(record: asyncpg.Record) -> Event:
     try:
         return Event(
-            id=row["id"], kind=row["kind"], org_id=row["org_id"], payload=decode(row["kind"], row["body"])
+            id=record["id"],
+            kind=record["kind"],
+            org_id=record["org_id"],
+            payload=decode(record["kind"], record["body"]),
         )
     except Exception as exc:
-        raise ProjectionFailed(row["id"], exc) from exc
+        raise ProjectionFailed(record["id"], exc) from exc
+
+
+def touched_keys(projection: Projection, events: Iterable[Event]) -> list[tuple[Event, list[Key]]]:
+    """Each event with the keys of the rows it touches."""
+    touched = []
+    for event in events:
+        try:
+            touched.append((event, projection.keys(event)))
+        except Exception as exc:
+            raise ProjectionFailed(event.id, exc) from exc
+    return touched
+
+
+def mentioned_numbers(
+    projection: Projection, events: Iterable[Event], rows: Iterable[Row]
+) -> list[tuple[UUID, str | None]]:
+    """The numbers a batch may look up: its events', and its rows' (a merged row can keep the number an
+    earlier batch gave it)."""
+    mentioned = [(event.org_id, raw) for event in events for raw in projection.phone_numbers(event)]
+    mentioned += [(row["org_id"], row.get("phone_number")) for row in rows]
+    return mentioned
+
+
+def apply_events(
+    projection: Projection, touched: list[tuple[Event, list[Key]]], rows: dict[Key, Row], phones: PhoneBook
+) -> dict[Key, Row]:
+    """Apply the events in order to `rows` (updated in place); returns the rows that changed."""
+    changed: dict[Key, Row] = {}
+    for event, keys in touched:
+        for key in keys:
+            try:
+                row = projection.apply(rows.get(key), event, key, phones)
+            except Exception as exc:
+                raise ProjectionFailed(event.id, exc) from exc
+            if row is not None:
+                rows[key] = changed[key] = row
+    return changed
 
 
 async def project_batch(
@@ -77,30 +136,14 @@ async def project_batch(
 ) -> int:
     """Apply the projection's events in (after, upto] (at most `limit`) to `table_name`; returns the
     position reached. `upto` must be a committed head position."""
-    records = await conn.fetch(_READ, after, upto, list(projection.kinds), limit)
+    records = await fetch_events(conn, projection.kinds, after=after, upto=upto, limit=limit)
     # Fewer than `limit`: every event up to `upto` has been seen, including those of other kinds.
     reached = records[-1]["id"] if len(records) == limit else upto
-    events = [_event(record) for record in records]
-    touched: list[tuple[Event, list[Key]]] = []
-    for event in events:
-        try:
-            touched.append((event, projection.keys(event)))
-        except Exception as exc:
-            raise ProjectionFailed(event.id, exc) from exc
+    events = [to_event(record) for record in records]
+    touched = touched_keys(projection, events)
     rows = await load_rows(conn, projection.table, table_name, (key for _, keys in touched for key in keys))
-    # A merged row can keep the number an earlier batch gave it, so the rows' numbers are looked up too.
-    mentioned = [(event.org_id, raw) for event in events for raw in projection.phone_numbers(event)]
-    mentioned += [(row["org_id"], row.get("phone_number")) for row in rows.values()]
-    phones = await load_phone_book(conn, region, mentioned)
-    changed: dict[Key, Row] = {}
-    for event, keys in touched:
-        for key in keys:
-            try:
-                row = projection.apply(rows.get(key), event, key, phones)
-            except Exception as exc:
-                raise ProjectionFailed(event.id, exc) from exc
-            if row is not None:
-                rows[key] = changed[key] = row
+    phones = await load_phone_book(conn, region, mentioned_numbers(projection, events, rows.values()))
+    changed = apply_events(projection, touched, rows, phones)
     await upsert_rows(conn, projection.table, table_name, list(changed.values()))
     return reached
 

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from projections.live import LiveProjector
-from projections.rebuild import SHADOW_SUFFIX, build_shadow, rebuild
+from projections.rebuild import SHADOW_SUFFIX, build_shadow, rebuild, rebuild_many
 from projections.registry import PROJECTIONS
 from projections.status import projection_statuses
 from service.db import create_pool
@@ -45,8 +45,9 @@ async def _live_rows_equal_rebuild(conn) -> None:
         )
 
 
+@pytest.mark.parametrize("together", [False, True], ids=["one-by-one", "all-at-once"])
 async def test_rebuild_during_ingestion_loses_nothing_and_readers_never_see_an_empty_table(
-    db_url, pool, conn, org_id
+    db_url, pool, conn, org_id, together
 ):
     for n in range(50):
         await append_payloads(conn, org_id, _webhooks(n))
@@ -71,10 +72,15 @@ async def test_rebuild_during_ingestion_loses_nothing_and_readers_never_see_an_e
         return seen
 
     ingestion, reader = asyncio.create_task(ingest()), asyncio.create_task(read())
-    positions = [
-        await rebuild(db_url, projection, region=REGION, batch_size=100)
-        for projection in PROJECTIONS.values()
-    ]
+    if together:
+        positions = list(
+            (await rebuild_many(db_url, PROJECTIONS.values(), region=REGION, batch_size=100)).values()
+        )
+    else:
+        positions = [
+            await rebuild(db_url, projection, region=REGION, batch_size=100)
+            for projection in PROJECTIONS.values()
+        ]
     await ingestion
     counts = await reader
     head = await conn.fetchval("SELECT position FROM event_log_head")
