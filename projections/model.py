@@ -57,6 +57,9 @@ class Projection:
     apply: Callable[[Row | None, Event, Key, PhoneBook], Row | None]
     phone_numbers: Callable[[Event], list[str | None]]
     """The raw numbers an event mentions, so the runner can load their ids before applying it."""
+    row_phone_numbers: Callable[[Row], list[str | None]] = lambda row: [row.get("phone_number")]
+    """The raw numbers a stored row holds that `apply` may link: a merged row can come to show a number
+    an earlier batch gave it, and it must be linked then as a rebuild would link it."""
 
 
 _NAMESPACE = uuid.UUID("6f1e7a52-3c59-4b5e-9d0c-8a1f0e4b2d11")

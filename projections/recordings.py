@@ -133,4 +133,6 @@ PROJECTION = Projection(
     keys=keys,
     apply=apply,
     phone_numbers=lambda event: [getattr(event.payload, "phone_number", None)],
+    # What the row shows is one of these two (apply), whichever webhook came last.
+    row_phone_numbers=lambda row: [row["call_phone_number"], row["recording_phone_number"]],
 )

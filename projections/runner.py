@@ -104,7 +104,7 @@ def mentioned_numbers(
     """The numbers a batch may look up: its events', and its rows' (a merged row can keep the number an
     earlier batch gave it)."""
     mentioned = [(event.org_id, raw) for event in events for raw in projection.phone_numbers(event)]
-    mentioned += [(row["org_id"], row.get("phone_number")) for row in rows]
+    mentioned += [(row["org_id"], raw) for row in rows for raw in projection.row_phone_numbers(row)]
     return mentioned
 
 
