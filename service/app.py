@@ -29,12 +29,13 @@ from service.errors import (
     NotFound,
     Overloaded,
     PayloadTooLarge,
+    RequestTimeout,
     Unauthorized,
     UnknownOrganization,
 )
 from service.health import health, readiness_handler
 from service.orgs import OrgResolver
-from service.webhooks import Ingestion, webhook_handlers
+from service.webhooks import BODY_TIMEOUT_S, Ingestion, webhook_handlers
 
 __all__ = ["create_app"]
 
@@ -43,6 +44,7 @@ _log = logging.getLogger(__name__)
 _STATUS = {
     Unauthorized: 401,
     PayloadTooLarge: 413,
+    RequestTimeout: 408,
     InvalidPayload: 400,
     InvalidQuery: 400,
     UnknownOrganization: 400,
@@ -52,12 +54,24 @@ _STATUS = {
 }
 
 
-def create_app(settings: Settings, database_url: str) -> Litestar:
+_HEADERS = {
+    401: {"WWW-Authenticate": "Bearer"},
+    # The rest of a body that was too slow to come is not waited for.
+    408: {"Connection": "close"},
+    503: {"Retry-After": "5"},
+}
+
+
+def create_app(settings: Settings, database_url: str, *, body_timeout_s: float = BODY_TIMEOUT_S) -> Litestar:
     if not settings.webhook_secrets:
         raise ConfigError("MIGHTYCALL_WEBHOOK_SECRET is not set; there is no default secret")
     if {token for token, _ in settings.audit_tokens} & set(settings.webhook_secrets):
         raise ConfigError("an audit token must not also be a webhook secret: each must open only its own API")
-    ingestion = Ingestion(auth=BearerAuth(settings.webhook_secrets), max_body_bytes=settings.max_body_bytes)
+    ingestion = Ingestion(
+        auth=BearerAuth(settings.webhook_secrets),
+        max_body_bytes=settings.max_body_bytes,
+        body_timeout_s=body_timeout_s,
+    )
     audit = []
     if settings.audit_tokens:
         tokens, scopes = zip(*settings.audit_tokens, strict=True)
@@ -125,10 +139,7 @@ def _error(
 
 def _ingest_error(_: Request[Any, Any, Any], exc: IngestError) -> Response[dict[str, str]]:
     status = next((_STATUS[cls] for cls in type(exc).__mro__ if cls in _STATUS), 500)
-    headers = (
-        {"WWW-Authenticate": "Bearer"} if status == 401 else {"Retry-After": "5"} if status == 503 else None
-    )
-    return _error(status, exc.reason, exc.details, headers)
+    return _error(status, exc.reason, exc.details, _HEADERS.get(status))
 
 
 def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, str]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 from uuid import UUID
@@ -41,20 +42,30 @@ _PAGING = {"after", "limit"}
 _encode_line = msgspec.json.Encoder().encode
 # What an original Content-Type may be echoed as: a plain media type with parameters, nothing else.
 _MEDIA_TYPE = re.compile(
-    r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(\s*;\s*[A-Za-z0-9!#$&^_.+-]+=[A-Za-z0-9!#$&^_.+\"-]+)*"
+    r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+"
+    r"([ \t]*;[ \t]*[A-Za-z0-9!#$&^_.+-]+=[A-Za-z0-9!#$&^_.+\"-]+)*"
 )
 
 _Request = Request[Any, Any, Any]
 
 
 def _params(request: _Request, allowed: set[str]) -> dict[str, str]:
-    params = dict(request.query_params.items())
+    pairs = list(request.query_params.multi_items())
+    params = dict(pairs)
     # A mistyped filter ("org" for "org_id") would otherwise silently widen the answer to everything.
     unknown = sorted(set(params) - allowed)
     if unknown:
         raise InvalidQuery(
             f"unknown query parameter(s): {', '.join(unknown)}; known: {', '.join(sorted(allowed))}"
         )
+    # Which of two values would count is anyone's guess: neither does.
+    repeated = sorted(name for name, count in Counter(name for name, _ in pairs).items() if count > 1)
+    if repeated:
+        raise InvalidQuery(f"query parameter(s) given more than once: {', '.join(repeated)}")
+    # PostgreSQL text cannot hold NUL: refused here rather than failing the query.
+    with_nul = sorted(name for name, value in params.items() if "\x00" in value)
+    if with_nul:
+        raise InvalidQuery(f"query parameter(s) holding NUL: {', '.join(with_nul)}")
     return params
 
 

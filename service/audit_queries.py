@@ -30,6 +30,8 @@ __all__ = [
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+MAX_POSITION = 2**63 - 1
+"""event_log.id is a bigint."""
 _COLUMNS = (
     "id, received_at, kind, event_type, org_id, external_id, content_type, body, body_sha256, prev_hash, hash"
 )
@@ -43,6 +45,10 @@ def _timestamp(name: str, raw: str) -> dt.datetime:
         raise InvalidQuery(f"`{name}` must be an RFC 3339 timestamp such as 2024-01-20T14:30:00Z") from None
     if moment.tzinfo is None:
         raise InvalidQuery(f"`{name}` needs a time zone offset, such as Z or +02:00")
+    try:
+        moment.astimezone(dt.UTC)  # as the database will have it
+    except OverflowError:
+        raise InvalidQuery(f"`{name}` is out of range once converted to UTC") from None
     return moment
 
 
@@ -124,7 +130,7 @@ class Page:
 def page_params(params: Mapping[str, str]) -> tuple[int, int]:
     """(after, limit) from query parameters."""
     return (
-        _whole("after", params.get("after"), 0, 0, 2**63 - 1),
+        _whole("after", params.get("after"), 0, 0, MAX_POSITION),
         _whole("limit", params.get("limit"), DEFAULT_LIMIT, 1, MAX_LIMIT),
     )
 
@@ -132,9 +138,10 @@ def page_params(params: Mapping[str, str]) -> tuple[int, int]:
 def _payload(body: bytes) -> Any:
     try:
         return msgspec.json.decode(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         # Accepted bodies decode with the service's types; an unknown field may hold a number that
-        # untyped decoding cannot represent. The raw bytes stay available from /raw.
+        # untyped decoding cannot represent, or (accepted before nesting was bounded) nest deeper than
+        # this stack allows. The raw bytes stay available from /raw.
         return None
 
 
@@ -173,6 +180,8 @@ async def list_events(conn: asyncpg.Connection, event_filter: EventFilter, *, af
 
 async def get_event(conn: asyncpg.Connection, event_id: int, scope: UUID | None) -> asyncpg.Record | None:
     """The event, or None when it does not exist or belongs to an organization the scope excludes."""
+    if not 1 <= event_id <= MAX_POSITION:
+        return None  # no such position, and PostgreSQL's bigint could not even be asked for it
     return await conn.fetchrow(
         f"SELECT {_COLUMNS} FROM event_log WHERE id = $1 AND ($2::uuid IS NULL OR org_id = $2)",
         event_id,

@@ -11,6 +11,7 @@ __all__ = [
     "NotFound",
     "Overloaded",
     "PayloadTooLarge",
+    "RequestTimeout",
     "Unauthorized",
     "UnknownOrganization",
 ]
@@ -33,6 +34,12 @@ class Unauthorized(IngestError):
 
 class PayloadTooLarge(IngestError):
     reason = "payload_too_large"
+
+
+class RequestTimeout(IngestError):
+    """The body did not arrive in time."""
+
+    reason = "request_timeout"
 
 
 class InvalidPayload(IngestError):

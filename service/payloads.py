@@ -7,6 +7,7 @@ Evolve these by adding fields with defaults only, so that every event already in
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -17,6 +18,7 @@ from service.errors import InvalidPayload
 
 __all__ = [
     "KINDS",
+    "MAX_DEPTH",
     "CallPayload",
     "Metric",
     "Payload",
@@ -24,6 +26,7 @@ __all__ = [
     "ReportPayload",
     "SmsPayload",
     "decode",
+    "decode_delivery",
 ]
 
 # PostgreSQL text cannot hold NUL, and identifiers this long are not identifiers.
@@ -153,10 +156,85 @@ def decode(kind: str, body: bytes) -> Payload:
         raise InvalidPayload(_bounded(str(exc))) from None
     except msgspec.DecodeError as exc:
         raise InvalidPayload(_bounded(f"body is not valid JSON: {exc}")) from None
+    except RecursionError:
+        # msgspec's nesting limit is Python's recursion limit, which the caller's own stack depth eats into.
+        raise InvalidPayload(f"body nests arrays and objects more than {MAX_DEPTH} deep") from None
     prefix = KINDS[kind][1]
     if not payload.event.startswith(prefix) or payload.event == prefix:
         raise InvalidPayload(f"`event` must be a {prefix}… event on this endpoint - at `$.event`")
     return payload
+
+
+# What a new delivery is held to beyond its type (decode_delivery). Not part of decode: the events already
+# in the log were accepted without these rules, and every one of them must still decode.
+MAX_DEPTH = 64
+"""Deepest nesting of arrays and objects accepted: MightyCall's payloads nest 3 deep. Every reader of
+the log (the audit API, the projector, trace) decodes recursively, each from a different stack depth."""
+# btree index entries hold at most 2704 bytes: mightycall_recordings is unique on (org_id, call_id, url).
+_RECORDING_KEY_BYTES = 2048
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# \u0000 outside an escaped backslash: PostgreSQL's json and jsonb refuse it (`body::jsonb` in trace).
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+# Numbers PostgreSQL's numeric (so jsonb) can hold: 1000 digits and an exponent below 1000 are far inside.
+_LONG_NUMBER = re.compile(rb"[0-9.eE+-]{1001,}")
+# Two patterns with a literal first byte: a search for either is several times faster than for [eE].
+_BIG_EXPONENTS = (re.compile(rb"e[+-]?0*[1-9][0-9]{3}"), re.compile(rb"E[+-]?0*[1-9][0-9]{3}"))
+_ONE_BRACKET = bytes.maketrans(b"{}", b"[]")
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+
+
+def decode_delivery(kind: str, body: bytes) -> Payload:
+    """`decode`, and what only a new delivery is held to: every event accepted must stay readable by
+    the projections, the audit API and PostgreSQL's own JSON, or it would stop them for good (the log
+    cannot be changed). Raises InvalidPayload."""
+    payload = decode(kind, body)
+    _check_structure(body)
+    if b"\\u0000" in body and _NUL_ESCAPE.search(body):
+        raise InvalidPayload("body holds the escape \\u0000, which PostgreSQL's JSON cannot hold")
+    if payload.timestamp is not None:
+        try:
+            payload.timestamp.astimezone(dt.UTC)
+        except OverflowError:
+            raise InvalidPayload("`timestamp` is out of range in UTC - at `$.timestamp`") from None
+    if isinstance(payload, RecordingPayload):
+        _check_recording_key("url", payload.url, payload.call_id)
+    elif isinstance(payload, CallPayload) and payload.recording_url is not None:
+        _check_recording_key("recording_url", payload.recording_url, payload.call_id)
+    return payload
+
+
+def _check_recording_key(field: str, url: str, call_id: str) -> None:
+    if len(url.encode()) + len(call_id.encode()) > _RECORDING_KEY_BYTES:
+        raise InvalidPayload(
+            f"`{field}` and `call_id` together are over {_RECORDING_KEY_BYTES} bytes - at `$.{field}`"
+        )
+
+
+def _check_structure(body: bytes) -> None:
+    """Nesting and numbers, looked for outside strings; `body` is valid JSON."""
+    may_nest = body.count(b"[") + body.count(b"{") > MAX_DEPTH
+    if not (may_nest or _odd_number(body)):
+        return  # the usual case: nothing that could be either, even inside a string
+    # Strings removed, what remains is structure, numbers and literals.
+    structure = _STRING.sub(b'""', body)
+    if may_nest and _too_deep(structure):
+        raise InvalidPayload(f"body nests arrays and objects more than {MAX_DEPTH} deep")
+    if _odd_number(structure):
+        raise InvalidPayload("body holds a number with over 1000 digits or an exponent of 1000 or more")
+
+
+def _odd_number(text: bytes) -> bool:
+    return bool(_LONG_NUMBER.search(text) or any(pattern.search(text) for pattern in _BIG_EXPONENTS))
+
+
+def _too_deep(structure: bytes) -> bool:
+    brackets = structure.translate(_ONE_BRACKET, _NOT_BRACKETS)
+    # Each pass removes the innermost level; valid JSON nests its brackets properly.
+    for _ in range(MAX_DEPTH):
+        if not brackets:
+            return False
+        brackets = brackets.replace(b"[]", b"")
+    return bool(brackets)
 
 
 _MAX_DETAILS = 300

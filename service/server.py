@@ -6,16 +6,29 @@ import contextlib
 import dataclasses
 import gc
 import signal
+from typing import Any
 
 import uvicorn
 from litestar import Litestar
 
 from service.app import create_app
 from service.config import Settings
+from service.http_limits import BoundedHeadProtocol
 from service.logs import configure_logging
 from service.projector_process import projector_process
 
-__all__ = ["serve"]
+__all__ = ["UVICORN_OPTIONS", "serve"]
+
+UVICORN_OPTIONS: dict[str, Any] = {
+    "log_config": None,  # our JSON logging, configured by serve
+    "access_log": False,  # one line per delivery comes from the service itself, without secrets
+    "lifespan": "on",
+    "timeout_graceful_shutdown": 15,
+    "limit_concurrency": 2048,
+    "server_header": False,
+    "http": BoundedHeadProtocol,
+}
+"""How serve runs uvicorn (tests start the same server in-process)."""
 
 
 def serve(settings: Settings, database_url: str, *, host: str, port: int) -> None:
@@ -35,14 +48,4 @@ def serve(settings: Settings, database_url: str, *, host: str, port: int) -> Non
 
 
 def _run(app: Litestar, host: str, port: int) -> None:
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_config=None,  # our JSON logging, configured above
-        access_log=False,  # one line per delivery comes from the service itself, without secrets
-        lifespan="on",
-        timeout_graceful_shutdown=15,
-        limit_concurrency=2048,
-        server_header=False,
-    )
+    uvicorn.run(app, host=host, port=port, **UVICORN_OPTIONS)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -18,13 +20,19 @@ from litestar.handlers import HTTPRouteHandler
 
 from service.appender import Appender
 from service.auth import BearerAuth
-from service.errors import IngestError, InvalidPayload, PayloadTooLarge, UnknownOrganization
+from service.errors import (
+    IngestError,
+    InvalidPayload,
+    PayloadTooLarge,
+    RequestTimeout,
+    UnknownOrganization,
+)
 from service.eventlog import Appended, Delivery
 from service.orgs import OrgResolver
-from service.payloads import KINDS, decode
+from service.payloads import KINDS, decode_delivery
 from service.rejections import record_rejection
 
-__all__ = ["WEBHOOK_PATHS", "Ingestion", "webhook_handlers"]
+__all__ = ["BODY_TIMEOUT_S", "WEBHOOK_PATHS", "Ingestion", "webhook_handlers"]
 
 WEBHOOK_PATHS = {
     "calls": "/functions/v1/mightycall-calls-webhook",
@@ -36,6 +44,13 @@ WEBHOOK_PATHS = {
 _log = logging.getLogger("mightycall.delivery")
 _encode = msgspec.json.Encoder().encode
 _MAX_CONTENT_TYPE = 200
+# Control characters (CR, LF, NUL...) have no place in a header: PostgreSQL text cannot hold NUL, and
+# /audit/events/{id}/raw sends the content type back as a header.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+BODY_TIMEOUT_S = 10.0
+"""How long a whole body may take to arrive once the headers have: a sender trickling it holds a
+request (and its memory) no longer than this, then gets a 408. A 1 MiB body needs 100 KB/s."""
 
 
 @dataclass
@@ -44,6 +59,7 @@ class Ingestion:
 
     auth: BearerAuth
     max_body_bytes: int
+    body_timeout_s: float = BODY_TIMEOUT_S
     pool: asyncpg.Pool | None = None
     resolver: OrgResolver | None = None
     appender: Appender | None = None
@@ -69,17 +85,23 @@ class Ingestion:
         assert self.resolver is not None and self.appender is not None
         received_at = dt.datetime.now(dt.UTC)
         content_type = request.headers.get("content-type")
+        bad_content_type = content_type is not None and _CONTROL.search(content_type) is not None
         if content_type is not None:
-            content_type = content_type[:_MAX_CONTENT_TYPE]
+            content_type = None if bad_content_type else content_type[:_MAX_CONTENT_TYPE]
         body: bytes | None = None
         try:
             try:
-                body = await request.body()
+                async with asyncio.timeout(self.body_timeout_s):
+                    body = await request.body()
             except RequestEntityTooLarge:
                 raise PayloadTooLarge(f"body is over the limit of {self.max_body_bytes} bytes") from None
-            payload = decode(kind, body)
+            except TimeoutError:
+                raise RequestTimeout(f"the body did not arrive within {self.body_timeout_s:g} s") from None
+            if bad_content_type:
+                raise InvalidPayload("the Content-Type header holds control characters")
+            payload = decode_delivery(kind, body)
             org_id = await self.resolver.resolve(payload.org_id, payload.integration_id)
-        except (PayloadTooLarge, InvalidPayload, UnknownOrganization) as exc:
+        except (PayloadTooLarge, RequestTimeout, InvalidPayload, UnknownOrganization) as exc:
             await self._reject(kind, received_at, exc, content_type, body, request)
             raise
         appended = await self.appender.append(
