@@ -30,6 +30,7 @@ from service.errors import (
     Overloaded,
     PayloadTooLarge,
     RequestTimeout,
+    TooManyRequests,
     Unauthorized,
     UnknownOrganization,
 )
@@ -45,6 +46,7 @@ _STATUS = {
     Unauthorized: 401,
     PayloadTooLarge: 413,
     RequestTimeout: 408,
+    TooManyRequests: 429,
     InvalidPayload: 400,
     InvalidQuery: 400,
     UnknownOrganization: 400,
@@ -58,6 +60,7 @@ _HEADERS = {
     401: {"WWW-Authenticate": "Bearer"},
     # The rest of a body that was too slow to come is not waited for.
     408: {"Connection": "close"},
+    429: {"Retry-After": "5"},
     503: {"Retry-After": "5"},
 }
 

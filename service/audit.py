@@ -6,10 +6,11 @@ With no audit token configured the whole API is absent (404), rather than open.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 from uuid import UUID
 
@@ -31,11 +32,15 @@ from service.audit_queries import (
     stream_events,
 )
 from service.auth import BearerAuth
-from service.errors import InvalidQuery, NotFound
+from service.errors import InvalidQuery, NotFound, TooManyRequests
 from service.trace import trace
 from service.verify import Checkpoint, verify_log
 
-__all__ = ["audit_handlers"]
+__all__ = ["MAX_LONG_READS", "audit_handlers"]
+
+MAX_LONG_READS = 2
+"""Exports and verifications running at once, per process. Each holds a database connection for as
+long as it reads the whole log: more of them would take the pool (10) from the webhooks."""
 
 _FILTERS = {"kind", "event_type", "org_id", "external_id", "since", "until"}
 _PAGING = {"after", "limit"}
@@ -69,7 +74,27 @@ def _params(request: _Request, allowed: set[str]) -> dict[str, str]:
     return params
 
 
+class _LongReads:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active = 0
+
+    def refuse_if_full(self) -> None:
+        if self.active >= self.limit:
+            raise TooManyRequests(f"{self.limit} exports or verifications are running; retry later")
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        self.active += 1
+        try:
+            yield
+        finally:
+            self.active -= 1
+
+
 def audit_handlers(auth: BearerAuth, pool_of: Callable[[], asyncpg.Pool | None]) -> list[HTTPRouteHandler]:
+    long_reads = _LongReads(MAX_LONG_READS)
+
     def scope(request: _Request) -> UUID | None:
         return auth.check(request.headers.getall("authorization", []))
 
@@ -129,10 +154,15 @@ def audit_handlers(auth: BearerAuth, pool_of: Callable[[], asyncpg.Pool | None])
         allowed = scope(request)
         event_filter = EventFilter.parse(_params(request, _FILTERS), allowed)
 
+        long_reads.refuse_if_full()
+
+        # Counted from the first line to the last (or the client going away): a stream that never
+        # started holds nothing. Between the check above and that start lie a few microseconds.
         async def lines() -> AsyncIterator[bytes]:
-            async with pool().acquire() as conn:
-                async for row in stream_events(conn, event_filter):
-                    yield _encode_line(export_line(row)) + b"\n"
+            with long_reads.running():
+                async with pool().acquire() as conn:
+                    async for row in stream_events(conn, event_filter):
+                        yield _encode_line(export_line(row)) + b"\n"
 
         return Stream(lines(), media_type="application/x-ndjson")
 
@@ -149,8 +179,10 @@ def audit_handlers(auth: BearerAuth, pool_of: Callable[[], asyncpg.Pool | None])
     async def verify(request: _Request) -> dict[str, Any]:
         scope(request)
         _params(request, set())
-        async with pool().acquire() as conn:
-            return (await verify_log(conn)).as_json()
+        long_reads.refuse_if_full()
+        with long_reads.running():
+            async with pool().acquire() as conn:
+                return (await verify_log(conn)).as_json()
 
     @get("/audit/checkpoint", summary="The log's head now: keep it outside the database")
     async def checkpoint(request: _Request) -> dict[str, Any]:

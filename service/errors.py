@@ -12,6 +12,7 @@ __all__ = [
     "Overloaded",
     "PayloadTooLarge",
     "RequestTimeout",
+    "TooManyRequests",
     "Unauthorized",
     "UnknownOrganization",
 ]
@@ -56,6 +57,12 @@ class DatabaseUnavailable(IngestError):
 
 class Overloaded(IngestError):
     reason = "overloaded"
+
+
+class TooManyRequests(IngestError):
+    """As many long reads of the log (exports, verifications) are running as may run at once."""
+
+    reason = "too_many_requests"
 
 
 class InvalidQuery(IngestError):
