@@ -32,7 +32,6 @@ import signal
 import httpx
 import psutil
 
-from projections.registry import PROJECTIONS
 from service.verify import verify_log
 from tests.support.ledger import (
     Entry,
@@ -44,7 +43,7 @@ from tests.support.ledger import (
     start_serve,
     wait_until_healthy,
 )
-from tests.support.projecting import rebuilt_rows, table_rows
+from tests.support.projecting import assert_tables_equal_a_rebuild
 
 # `make soak` runs the long version: MIGHTYCALL_SOAK_KILLS=12.
 KILLS = int(os.environ.get("MIGHTYCALL_SOAK_KILLS", "5"))
@@ -171,14 +170,7 @@ async def test_sigkill_under_load_loses_and_duplicates_nothing(db_url, conn, org
     assert verification.ok, verification
     assert verification.head_id == len(entries)
 
-    checkpoints = await conn.fetch("SELECT name, position, error FROM projection_checkpoints ORDER BY name")
-    assert [(r["name"], r["position"], r["error"]) for r in checkpoints] == [
-        (name, len(entries), None) for name in sorted(PROJECTIONS)
-    ]
-    for projection in PROJECTIONS.values():
-        assert await table_rows(conn, projection.table.name) == await rebuilt_rows(
-            conn, projection, batch_size=500
-        ), projection.name
+    await assert_tables_equal_a_rebuild(conn, head=len(entries))
 
     # Nothing of any instance is left: no process (a projector dies with its serve), no connection.
     for _ in range(NO_HANG_S * 10):

@@ -19,7 +19,6 @@ import asyncpg
 import httpx
 import psutil
 
-from projections.registry import PROJECTIONS
 from service.verify import verify_log
 from tests.support.ledger import (
     Ledger,
@@ -29,7 +28,7 @@ from tests.support.ledger import (
     start_serve,
     wait_until_healthy,
 )
-from tests.support.projecting import rebuilt_rows, table_rows
+from tests.support.projecting import assert_tables_equal_a_rebuild
 
 PROCESSES = 3
 WORKERS = 12
@@ -112,12 +111,5 @@ async def test_three_processes_one_database(db_url, conn, org_id, tmp_path):
     assert all(count > 0 for count in logged_by), logged_by
     assert sum(logged_by) == len(entries)
 
-    checkpoints = await conn.fetch("SELECT name, position, error FROM projection_checkpoints ORDER BY name")
-    assert [(r["name"], r["position"], r["error"]) for r in checkpoints] == [
-        (name, len(entries), None) for name in sorted(PROJECTIONS)
-    ]
-    for projection in PROJECTIONS.values():
-        assert await table_rows(conn, projection.table.name) == await rebuilt_rows(
-            conn, projection, batch_size=500
-        ), projection.name
+    await assert_tables_equal_a_rebuild(conn, head=len(entries))
     assert await other_backends(conn) == 0

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 
@@ -14,28 +13,10 @@ import httpx
 import psutil
 
 from tests.support.http import SECOND_SECRET, SECRET, bearer
+from tests.support.ledger import free_port, wait_until_healthy
 from tests.support.payloads import PATHS, SEED, body_for
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-async def _wait_until_healthy(client: httpx.AsyncClient, process: asyncio.subprocess.Process) -> None:
-    for _ in range(200):
-        if process.returncode is not None:
-            raise AssertionError(f"serve exited with {process.returncode}")
-        try:
-            if (await client.get("/health")).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        await asyncio.sleep(0.1)
-    raise AssertionError("serve did not become healthy")
 
 
 async def _serve(db_url: str, port: int) -> asyncio.subprocess.Process:
@@ -59,11 +40,11 @@ async def _serve(db_url: str, port: int) -> asyncio.subprocess.Process:
 
 
 async def test_serve_logs_each_delivery_without_secrets_and_stops_cleanly(db_url, conn, org_id):
-    port = _free_port()
+    port = free_port()
     process = await _serve(db_url, port)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            await _wait_until_healthy(client, process)
+            await wait_until_healthy(client, process)
             statuses = [
                 (await client.post(PATHS[kind], content=body_for(kind, org_id), headers=bearer())).status_code
                 for kind in PATHS
@@ -116,11 +97,11 @@ async def test_serve_logs_each_delivery_without_secrets_and_stops_cleanly(db_url
 
 
 async def test_serve_starts_its_projector_again_when_it_dies(db_url, conn, org_id):
-    port = _free_port()
+    port = free_port()
     process = await _serve(db_url, port)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            await _wait_until_healthy(client, process)
+            await wait_until_healthy(client, process)
             [first] = psutil.Process(process.pid).children()
             # It yields the CPU to the web process: acknowledging webhooks comes first under load.
             assert first.nice() == psutil.Process(process.pid).nice() + 10

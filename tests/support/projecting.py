@@ -17,7 +17,7 @@ from projections.registry import PROJECTIONS
 from projections.runner import head_position, project_batch, step
 from service.eventlog import Appended, Delivery, append
 
-__all__ = ["append_payloads", "catch_up", "rebuilt_rows", "table_rows"]
+__all__ = ["append_payloads", "assert_tables_equal_a_rebuild", "catch_up", "rebuilt_rows", "table_rows"]
 
 REGION = "US"
 _EXTERNAL_ID = {"calls": "call_id", "sms": "sms_id", "recordings": "recording_id", "reports": "report_id"}
@@ -80,3 +80,15 @@ async def rebuilt_rows(
     rows = await table_rows(conn, shadow, org_id)
     await conn.execute(f'DROP TABLE "{shadow}"')
     return rows
+
+
+async def assert_tables_equal_a_rebuild(conn: asyncpg.Connection, head: int) -> None:
+    """Every projection stands at `head`, without an error, and its table equals a fresh rebuild."""
+    checkpoints = await conn.fetch("SELECT name, position, error FROM projection_checkpoints ORDER BY name")
+    assert [(r["name"], r["position"], r["error"]) for r in checkpoints] == [
+        (name, head, None) for name in sorted(PROJECTIONS)
+    ]
+    for projection in PROJECTIONS.values():
+        assert await table_rows(conn, projection.table.name) == await rebuilt_rows(
+            conn, projection, batch_size=500
+        ), projection.name
