@@ -35,6 +35,7 @@ from service.errors import (
     UnknownOrganization,
 )
 from service.health import health, readiness_handler
+from service.metrics import metrics_handler
 from service.orgs import OrgResolver
 from service.webhooks import BODY_TIMEOUT_S, Ingestion, webhook_handlers
 
@@ -108,6 +109,7 @@ def create_app(settings: Settings, database_url: str, *, body_timeout_s: float =
             *audit,
             health,
             readiness_handler(lambda: ingestion.pool),
+            metrics_handler(ingestion.metrics, lambda: ingestion.pool),
         ],
         lifespan=[lifespan],
         exception_handlers={

@@ -8,7 +8,7 @@ import hashlib
 import logging
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -28,6 +28,7 @@ from service.errors import (
     UnknownOrganization,
 )
 from service.eventlog import Appended, Delivery
+from service.metrics import Metrics
 from service.orgs import OrgResolver
 from service.payloads import KINDS, decode_delivery
 from service.rejections import record_rejection
@@ -63,6 +64,7 @@ class Ingestion:
     pool: asyncpg.Pool | None = None
     resolver: OrgResolver | None = None
     appender: Appender | None = None
+    metrics: Metrics = field(default_factory=Metrics)
 
     async def receive(self, kind: str, request: Request[Any, Any, Any]) -> Response[bytes]:
         started = time.perf_counter()
@@ -70,9 +72,14 @@ class Ingestion:
             appended, org_id = await self._ingest(kind, request)
         except IngestError as exc:
             _log_delivery(kind, started, outcome=exc.reason)
+            self.metrics.deliveries.labels(kind, exc.reason).inc()
+            raise
+        except Exception:
+            self.metrics.deliveries.labels(kind, "internal_error").inc()
             raise
         outcome = "duplicate" if appended.duplicate else "accepted"
         _log_delivery(kind, started, outcome=outcome, event_id=appended.event_id, org_id=str(org_id))
+        self.metrics.deliveries.labels(kind, outcome).inc()
         return Response(
             _encode({"status": outcome, "event_id": appended.event_id}),
             status_code=200 if appended.duplicate else 202,
@@ -104,18 +111,22 @@ class Ingestion:
         except (PayloadTooLarge, RequestTimeout, InvalidPayload, UnknownOrganization) as exc:
             await self._reject(kind, received_at, exc, content_type, body, request)
             raise
-        appended = await self.appender.append(
-            Delivery(
-                kind=kind,
-                event_type=payload.event,
-                org_id=org_id,
-                external_id=payload.external_id,
-                content_type=content_type,
-                body=body,
-                body_sha256=hashlib.sha256(body).digest(),
-                received_at=received_at,
+        queued = time.perf_counter()
+        try:
+            appended = await self.appender.append(
+                Delivery(
+                    kind=kind,
+                    event_type=payload.event,
+                    org_id=org_id,
+                    external_id=payload.external_id,
+                    content_type=content_type,
+                    body=body,
+                    body_sha256=hashlib.sha256(body).digest(),
+                    received_at=received_at,
+                )
             )
-        )
+        finally:
+            self.metrics.append_seconds.observe(time.perf_counter() - queued)
         return appended, org_id
 
     async def _reject(
