@@ -4,7 +4,6 @@ one, which is almost a secret) is ever stored, answered or logged."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -14,10 +13,9 @@ import asyncpg
 import pytest
 from litestar.testing import AsyncTestClient
 
-from service.app import create_app
 from service.config import Settings
 from service.logs import JsonFormatter
-from tests.support.hostile import ALL_TOKEN, ORG_TOKEN, SECRETS, assert_safe, counts
+from tests.support.hostile import ALL_TOKEN, ORG_TOKEN, SECRETS, assert_safe, audited_client, counts
 from tests.support.http import SECOND_SECRET, SECRET
 from tests.support.payloads import PATHS, body_for
 
@@ -52,10 +50,7 @@ AUDIT_MISSES = near_misses(ALL_TOKEN) + near_misses(ORG_TOKEN)
 
 @pytest.fixture
 async def app(settings: Settings, db_url: str, org_id: uuid.UUID) -> AsyncIterator[AsyncTestClient[Any]]:
-    configured = dataclasses.replace(
-        settings, audit_tokens=((ALL_TOKEN, None), (ORG_TOKEN, org_id)), run_projector=False
-    )
-    async with AsyncTestClient(app=create_app(configured, db_url)) as client:
+    async with audited_client(settings, db_url, org_id) as client:
         yield client
 
 

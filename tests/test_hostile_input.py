@@ -27,7 +27,14 @@ from service.audit_queries import MAX_LIMIT
 from service.config import Settings
 from service.eventlog import Delivery, append
 from service.payloads import MAX_DEPTH, decode
-from tests.support.hostile import ALL_TOKEN, ORG_TOKEN, assert_error_shape, assert_safe, counts
+from tests.support.hostile import (
+    ALL_TOKEN,
+    ORG_TOKEN,
+    assert_error_shape,
+    assert_safe,
+    audited_client,
+    counts,
+)
 from tests.support.http import SECRET, bearer
 from tests.support.payloads import PATHS, SEED, body_for
 
@@ -53,11 +60,7 @@ def audit_auth(token: str = ALL_TOKEN) -> dict[str, str]:
 
 @pytest.fixture
 async def app(settings: Settings, db_url: str, org_id: uuid.UUID) -> AsyncIterator[AsyncTestClient[Any]]:
-    """The real app with the audit API; no live projector (the tests read the log, not projections)."""
-    configured = dataclasses.replace(
-        settings, audit_tokens=((ALL_TOKEN, None), (ORG_TOKEN, org_id)), run_projector=False
-    )
-    async with AsyncTestClient(app=create_app(configured, db_url)) as client:
+    async with audited_client(settings, db_url, org_id) as client:
         yield client
 
 

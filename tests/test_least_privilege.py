@@ -7,8 +7,6 @@ Migrations run as the owner; the service logs in as a role of its own that may o
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit, urlunsplit
@@ -17,7 +15,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.support.cli import ROOT
+from tests.support.cli import start_cli
 from tests.support.http import SECRET, bearer
 from tests.support.ledger import free_port, wait_until_healthy
 from tests.support.payloads import PATHS, body_for
@@ -40,10 +38,7 @@ async def service_role(conn: asyncpg.Connection) -> AsyncIterator[tuple[str, str
 
 
 async def _command(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "service.cli", *args, cwd=ROOT, env={**os.environ, **env},
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    return await start_cli(*args, env=env, stdout=asyncio.subprocess.DEVNULL)
 
 
 async def test_serve_as_the_service_role_appends_projects_and_audits(db_url, conn, org_id, service_role):

@@ -4,39 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sys
-from pathlib import Path
 
 import httpx
 import psutil
 
+from tests.support.cli import start_cli
 from tests.support.http import SECOND_SECRET, SECRET, bearer
 from tests.support.ledger import free_port, wait_until_healthy
 from tests.support.payloads import PATHS, SEED, body_for
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 async def _serve(db_url: str, port: int) -> asyncio.subprocess.Process:
-    env = {
-        **os.environ,
-        "DATABASE_URL": db_url,
-        "MIGHTYCALL_WEBHOOK_SECRET": f"{SECRET},{SECOND_SECRET}",
-    }
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "service.cli",
-        "serve",
-        "--port",
-        str(port),
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    env = {"DATABASE_URL": db_url, "MIGHTYCALL_WEBHOOK_SECRET": f"{SECRET},{SECOND_SECRET}"}
+    return await start_cli("serve", "--port", str(port), env=env)
 
 
 async def test_serve_logs_each_delivery_without_secrets_and_stops_cleanly(db_url, conn, org_id):

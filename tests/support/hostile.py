@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import socket
+import uuid
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import asyncpg
 import uvicorn
+from litestar.testing import AsyncTestClient
 
+from service.app import create_app
+from service.config import Settings
 from service.server import UVICORN_OPTIONS
 from tests.support.http import SECOND_SECRET, SECRET
 
@@ -22,6 +27,7 @@ __all__ = [
     "SECRETS",
     "assert_error_shape",
     "assert_safe",
+    "audited_client",
     "counts",
     "raw_exchange",
     "raw_exchange_closed",
@@ -30,6 +36,21 @@ __all__ = [
 
 ALL_TOKEN = "audit-hostile-all-7f3a9c"
 ORG_TOKEN = "audit-hostile-org-51be02"
+
+
+@contextlib.asynccontextmanager
+async def audited_client(
+    settings: Settings, db_url: str, org_id: uuid.UUID
+) -> AsyncIterator[AsyncTestClient[Any]]:
+    """The real app with the audit API (ALL_TOKEN, and ORG_TOKEN for `org_id`); no live projector (the
+    tests read the log, not projections)."""
+    configured = dataclasses.replace(
+        settings, audit_tokens=((ALL_TOKEN, None), (ORG_TOKEN, org_id)), run_projector=False
+    )
+    async with AsyncTestClient(app=create_app(configured, db_url)) as client:
+        yield client
+
+
 SECRETS = (SECRET, SECOND_SECRET, ALL_TOKEN, ORG_TOKEN)
 """Credentials the test apps hold: none may ever appear in an answer, a stored row or a log line."""
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
-import os
 import socket
-import sys
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -22,7 +20,7 @@ import asyncpg
 import httpx
 import psutil
 
-from tests.support.cli import ROOT
+from tests.support.cli import start_cli
 from tests.support.http import SECOND_SECRET, SECRET, bearer
 from tests.support.payloads import PATHS, body_for
 
@@ -175,20 +173,16 @@ def free_port() -> int:
 async def start_serve(db_url: str, port: int, log: Path) -> asyncio.subprocess.Process:
     """`mightycall-ingest serve` in a session of its own (its pid is its process group), logging to
     `log`: a pipe nobody reads would block it under load."""
-    env = {**os.environ, "DATABASE_URL": db_url, "MIGHTYCALL_WEBHOOK_SECRET": f"{SECRET},{SECOND_SECRET}"}
+    env = {"DATABASE_URL": db_url, "MIGHTYCALL_WEBHOOK_SECRET": f"{SECRET},{SECOND_SECRET}"}
     with log.open("ab") as stderr:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "service.cli",
+        return await start_cli(
             "serve",
             "--port",
             str(port),
-            cwd=ROOT,
             env=env,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=stderr,
-            start_new_session=True,
+            new_session=True,
         )
 
 
