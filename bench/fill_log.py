@@ -95,6 +95,7 @@ async def fill_log(url: str, org_id: uuid.UUID, events: int, *, chunk: int = 20_
                             external_id=external_id,
                             content_type="application/json",
                             body_sha256=sha,
+                            request_id=None,
                         ),
                     )
                     records.append(

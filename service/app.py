@@ -37,6 +37,7 @@ from service.errors import (
 from service.health import health, readiness_handler
 from service.metrics import metrics_handler
 from service.orgs import OrgResolver
+from service.request_ids import request_id_middleware
 from service.webhooks import BODY_TIMEOUT_S, Ingestion, webhook_handlers
 
 __all__ = ["create_app"]
@@ -112,6 +113,7 @@ def create_app(settings: Settings, database_url: str, *, body_timeout_s: float =
             metrics_handler(ingestion.metrics, lambda: ingestion.pool),
         ],
         lifespan=[lifespan],
+        middleware=[request_id_middleware],
         exception_handlers={
             IngestError: _ingest_error,
             HTTPException: _http_error,
@@ -157,5 +159,9 @@ def _unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Respon
     if cannot_write_now(exc):
         _log.error("database refused a statement", extra={"fields": {"error": type(exc).__name__}})
         return _ingest_error(request, DatabaseUnavailable("the database cannot serve this now; retry later"))
-    _log.error("unexpected error", exc_info=exc, extra={"fields": {"path": request.url.path}})
+    _log.error(
+        "unexpected error",
+        exc_info=exc,
+        extra={"fields": {"path": request.url.path, "request_id": request.state.get("request_id")}},
+    )
     return _error(500, "internal_error", "unexpected error; it has been logged")

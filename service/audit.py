@@ -36,14 +36,15 @@ from service.errors import InvalidQuery, NotFound, TooManyRequests
 from service.trace import trace
 from service.verify import Checkpoint, verify_log
 
-__all__ = ["MAX_LONG_READS", "audit_handlers"]
+__all__ = ["EVENT_FILTERS", "MAX_LONG_READS", "PAGING", "REJECTED_FILTERS", "audit_handlers", "query_params"]
 
 MAX_LONG_READS = 2
 """Exports and verifications running at once, per process. Each holds a database connection for as
 long as it reads the whole log: more of them would take the pool (10) from the webhooks."""
 
-_FILTERS = {"kind", "event_type", "org_id", "external_id", "since", "until"}
-_PAGING = {"after", "limit"}
+EVENT_FILTERS = {"kind", "event_type", "org_id", "external_id", "request_id", "since", "until"}
+REJECTED_FILTERS = {"kind", "since", "until"}
+PAGING = {"after", "limit"}
 _encode_line = msgspec.json.Encoder().encode
 # What an original Content-Type may be echoed as: a plain media type with parameters, nothing else.
 _MEDIA_TYPE = re.compile(
@@ -54,7 +55,8 @@ _MEDIA_TYPE = re.compile(
 _Request = Request[Any, Any, Any]
 
 
-def _params(request: _Request, allowed: set[str]) -> dict[str, str]:
+def query_params(request: _Request, allowed: set[str]) -> dict[str, str]:
+    """The query parameters, each given once and `allowed`; the audit page (service/audit_ui.py) too."""
     pairs = list(request.query_params.multi_items())
     params = dict(pairs)
     # A mistyped filter ("org" for "org_id") would otherwise silently widen the answer to everything.
@@ -106,7 +108,7 @@ def audit_handlers(auth: BearerAuth, pool_of: Callable[[], asyncpg.Pool | None])
     @get("/audit/events", summary="Events of the log, filtered, in pages")
     async def events(request: _Request) -> dict[str, Any]:
         allowed = scope(request)
-        params = _params(request, _FILTERS | _PAGING)
+        params = query_params(request, EVENT_FILTERS | PAGING)
         event_filter = EventFilter.parse(params, allowed)
         after, limit = page_params(params)
         async with pool().acquire() as conn:
@@ -152,7 +154,7 @@ def audit_handlers(auth: BearerAuth, pool_of: Callable[[], asyncpg.Pool | None])
     @get("/audit/export", summary="Matching events as NDJSON, with bodies (base64) and chain hashes")
     async def export(request: _Request) -> Stream:
         allowed = scope(request)
-        event_filter = EventFilter.parse(_params(request, _FILTERS), allowed)
+        event_filter = EventFilter.parse(query_params(request, EVENT_FILTERS), allowed)
 
         long_reads.refuse_if_full()
 
@@ -169,7 +171,7 @@ def audit_handlers(auth: BearerAuth, pool_of: Callable[[], asyncpg.Pool | None])
     @get("/audit/rejected", summary="Authenticated deliveries that were refused, with the reason")
     async def rejected(request: _Request) -> dict[str, Any]:
         allowed = scope(request)
-        params = _params(request, {"kind", "since", "until"} | _PAGING)
+        params = query_params(request, REJECTED_FILTERS | PAGING)
         after, limit = page_params(params)
         async with pool().acquire() as conn:
             page = await list_rejected(conn, params, allowed, after=after, limit=limit)
@@ -178,7 +180,7 @@ def audit_handlers(auth: BearerAuth, pool_of: Callable[[], asyncpg.Pool | None])
     @get("/audit/verify", summary="Recompute every hash of the log and check it against the checkpoints")
     async def verify(request: _Request) -> dict[str, Any]:
         scope(request)
-        _params(request, set())
+        query_params(request, set())
         long_reads.refuse_if_full()
         with long_reads.running():
             async with pool().acquire() as conn:
@@ -187,7 +189,7 @@ def audit_handlers(auth: BearerAuth, pool_of: Callable[[], asyncpg.Pool | None])
     @get("/audit/checkpoint", summary="The log's head now: keep it outside the database")
     async def checkpoint(request: _Request) -> dict[str, Any]:
         scope(request)
-        _params(request, set())
+        query_params(request, set())
         async with pool().acquire() as conn:
             head = await conn.fetchrow("SELECT position, hash FROM event_log_head")
         assert head is not None
@@ -196,7 +198,7 @@ def audit_handlers(auth: BearerAuth, pool_of: Callable[[], asyncpg.Pool | None])
     @get("/audit/trace", summary="The events behind one projected row, in log order")
     async def trace_row(request: _Request) -> dict[str, Any]:
         allowed = scope(request)
-        params = _params(request, {"table", "key", "org_id"})
+        params = query_params(request, {"table", "key", "org_id"})
         event_filter = EventFilter.parse({"org_id": params.get("org_id", "")}, allowed)
         if not params.get("table") or not params.get("key"):
             raise InvalidQuery("`table` and `key` are required")

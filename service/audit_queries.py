@@ -33,7 +33,8 @@ MAX_LIMIT = 1000
 MAX_POSITION = 2**63 - 1
 """event_log.id is a bigint."""
 _COLUMNS = (
-    "id, received_at, kind, event_type, org_id, external_id, content_type, body, body_sha256, prev_hash, hash"
+    "id, received_at, kind, event_type, org_id, external_id, content_type, body, body_sha256, prev_hash,"
+    " hash, request_id"
 )
 _STREAM_CHUNK = 500
 
@@ -70,6 +71,7 @@ class EventFilter:
     event_type: str | None = None
     org_id: UUID | None = None
     external_id: str | None = None
+    request_id: str | None = None
     since: dt.datetime | None = None
     until: dt.datetime | None = None
     nothing: bool = False
@@ -94,6 +96,7 @@ class EventFilter:
             event_type=params.get("event_type") or None,
             org_id=scope or org_id,
             external_id=params.get("external_id") or None,
+            request_id=params.get("request_id") or None,
             since=since,
             until=until,
             nothing=nothing,
@@ -107,6 +110,7 @@ class EventFilter:
             ("event_type", self.event_type, "="),
             ("org_id", self.org_id, "="),
             ("external_id", self.external_id, "="),
+            ("request_id", self.request_id, "="),
             ("received_at", self.since, ">="),
             ("received_at", self.until, "<"),
         ):
@@ -154,6 +158,7 @@ def envelope(row: asyncpg.Record) -> dict[str, Any]:
         "org_id": row["org_id"],
         "external_id": row["external_id"],
         "body_sha256": bytes(row["body_sha256"]).hex(),
+        "request_id": row["request_id"],
         "payload": _payload(row["body"]),
     }
 
@@ -212,7 +217,7 @@ async def list_rejected(
     if scope is not None:
         where += " AND false"
     rows = await conn.fetch(
-        "SELECT id, received_at, kind, reason, details, content_type, body_size, body"
+        "SELECT id, received_at, kind, reason, details, content_type, body_size, body, request_id"
         f" FROM rejected_deliveries WHERE {where} ORDER BY id LIMIT {limit + 1}",
         *args,
     )
@@ -228,6 +233,7 @@ def _rejected(row: asyncpg.Record) -> dict[str, Any]:
         "details": row["details"],
         "content_type": row["content_type"],
         "body_size": row["body_size"],
+        "request_id": row["request_id"],
         "body_base64": None if row["body"] is None else base64.b64encode(row["body"]).decode(),
     }
 

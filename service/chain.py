@@ -3,10 +3,12 @@
 hash(n) = sha256(hash(n-1) || envelope(n)), hash(0) = 32 zero bytes, where envelope(n) is the JSON array
 
     [id, received_at in microseconds since the Unix epoch, kind, event_type, org_id, external_id,
-     content_type or null, body_sha256 in hex]
+     content_type or null, body_sha256 in hex, request_id]
 
-encoded by msgspec (compact, no whitespace). The chain covers the body's sha256, not the body, so
-old bodies can later be archived without breaking verification (DESIGN-NOTES §4).
+encoded by msgspec (compact, no whitespace). The request id is the last element only when the event has
+one: events logged before request ids existed keep the eight-element envelope they were chained with.
+The chain covers the body's sha256, not the body, so old bodies can later be archived without breaking
+verification (DESIGN-NOTES §4).
 """
 
 from __future__ import annotations
@@ -44,20 +46,21 @@ def event_hash(
     external_id: str,
     content_type: str | None,
     body_sha256: bytes,
+    request_id: str | None,
 ) -> bytes:
-    envelope = _encode(
-        [
-            event_id,
-            epoch_micros(received_at),
-            kind,
-            event_type,
-            str(org_id),
-            external_id,
-            content_type,
-            body_sha256.hex(),
-        ]
-    )
-    return hashlib.sha256(prev_hash + envelope).digest()
+    fields: list[object] = [
+        event_id,
+        epoch_micros(received_at),
+        kind,
+        event_type,
+        str(org_id),
+        external_id,
+        content_type,
+        body_sha256.hex(),
+    ]
+    if request_id is not None:
+        fields.append(request_id)
+    return hashlib.sha256(prev_hash + _encode(fields)).digest()
 
 
 def row_hash(prev_hash: bytes, row: Mapping[str, Any]) -> bytes:
@@ -72,4 +75,5 @@ def row_hash(prev_hash: bytes, row: Mapping[str, Any]) -> bytes:
         external_id=row["external_id"],
         content_type=row["content_type"],
         body_sha256=bytes(row["body_sha256"]),
+        request_id=row["request_id"],
     )

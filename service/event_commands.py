@@ -43,6 +43,7 @@ def add_event_commands(commands: Any) -> None:
         command.add_argument("--event-type")
         command.add_argument("--org", dest="org_id")
         command.add_argument("--external-id")
+        command.add_argument("--request-id", help="the id in the delivery's log line and X-Request-Id")
         command.add_argument("--since", help="received at or after (RFC 3339)")
         command.add_argument("--until", help="received before (RFC 3339)")
         if name == "list":
@@ -58,7 +59,7 @@ def add_event_commands(commands: Any) -> None:
 
 
 def _filter(args: argparse.Namespace) -> EventFilter:
-    names = ("kind", "event_type", "org_id", "external_id", "since", "until")
+    names = ("kind", "event_type", "org_id", "external_id", "request_id", "since", "until")
     return EventFilter.parse({name: value for name in names if (value := getattr(args, name))}, None)
 
 

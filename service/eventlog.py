@@ -45,6 +45,8 @@ class Delivery:
     body: bytes
     body_sha256: bytes
     received_at: dt.datetime
+    request_id: str | None = None
+    """Joins the delivery's log line to its row; chained with the rest of the envelope."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +67,9 @@ _FIND_LOGGED = """
 
 _INSERT = """
     INSERT INTO event_log (id, received_at, kind, event_type, org_id, external_id, content_type,
-                           body, body_sha256, prev_hash, hash)
+                           body, body_sha256, prev_hash, hash, request_id)
     SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::uuid[], $6::text[],
-                         $7::text[], $8::bytea[], $9::bytea[], $10::bytea[], $11::bytea[])
+                         $7::text[], $8::bytea[], $9::bytea[], $10::bytea[], $11::bytea[], $12::text[])
 """
 
 _MOVE_HEAD = f"""
@@ -99,7 +101,7 @@ async def append(conn: asyncpg.Connection, deliveries: Sequence[Delivery]) -> li
     }
 
     results: list[Appended] = []
-    columns: tuple[list[object], ...] = tuple([] for _ in range(11))
+    columns: tuple[list[object], ...] = tuple([] for _ in range(12))
     for d in deliveries:
         key = (d.kind, d.body_sha256)
         if key in logged:
@@ -118,6 +120,7 @@ async def append(conn: asyncpg.Connection, deliveries: Sequence[Delivery]) -> li
                 external_id=d.external_id,
                 content_type=d.content_type,
                 body_sha256=d.body_sha256,
+                request_id=d.request_id,
             ),
         )
         row = (
@@ -132,6 +135,7 @@ async def append(conn: asyncpg.Connection, deliveries: Sequence[Delivery]) -> li
             d.body_sha256,
             prev,
             chain,
+            d.request_id,
         )
         for column, value in zip(columns, row, strict=True):
             column.append(value)

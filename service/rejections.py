@@ -19,8 +19,9 @@ _log = logging.getLogger(__name__)
 _RECORD_TIMEOUT_S = 2.0
 
 _INSERT = """
-    INSERT INTO rejected_deliveries (received_at, kind, reason, details, content_type, body_size, body)
-    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    INSERT INTO rejected_deliveries
+        (received_at, kind, reason, details, content_type, body_size, body, request_id)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 """
 
 
@@ -33,11 +34,20 @@ async def record_rejection(
     content_type: str | None,
     body_size: int | None,
     body: bytes | None,
+    request_id: str | None,
 ) -> None:
     try:
         async with asyncio.timeout(_RECORD_TIMEOUT_S):
             await pool.execute(
-                _INSERT, received_at, kind, error.reason, error.details, content_type, body_size, body
+                _INSERT,
+                received_at,
+                kind,
+                error.reason,
+                error.details,
+                content_type,
+                body_size,
+                body,
+                request_id,
             )
     except Exception as exc:
         _log.warning(

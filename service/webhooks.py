@@ -68,17 +68,25 @@ class Ingestion:
 
     async def receive(self, kind: str, request: Request[Any, Any, Any]) -> Response[bytes]:
         started = time.perf_counter()
+        request_id: str | None = request.state.get("request_id")
         try:
-            appended, org_id = await self._ingest(kind, request)
+            appended, org_id = await self._ingest(kind, request, request_id)
         except IngestError as exc:
-            _log_delivery(kind, started, outcome=exc.reason)
+            _log_delivery(kind, started, outcome=exc.reason, request_id=request_id)
             self.metrics.deliveries.labels(kind, exc.reason).inc()
             raise
         except Exception:
             self.metrics.deliveries.labels(kind, "internal_error").inc()
             raise
         outcome = "duplicate" if appended.duplicate else "accepted"
-        _log_delivery(kind, started, outcome=outcome, event_id=appended.event_id, org_id=str(org_id))
+        _log_delivery(
+            kind,
+            started,
+            outcome=outcome,
+            request_id=request_id,
+            event_id=appended.event_id,
+            org_id=str(org_id),
+        )
         self.metrics.deliveries.labels(kind, outcome).inc()
         return Response(
             _encode({"status": outcome, "event_id": appended.event_id}),
@@ -86,7 +94,9 @@ class Ingestion:
             media_type="application/json",
         )
 
-    async def _ingest(self, kind: str, request: Request[Any, Any, Any]) -> tuple[Appended, UUID]:
+    async def _ingest(
+        self, kind: str, request: Request[Any, Any, Any], request_id: str | None
+    ) -> tuple[Appended, UUID]:
         # Before the body is read: an unauthenticated flood costs a header check, nothing more.
         self.auth.check(request.headers.getall("authorization", []))
         assert self.resolver is not None and self.appender is not None
@@ -109,7 +119,7 @@ class Ingestion:
             payload = decode_delivery(kind, body)
             org_id = await self.resolver.resolve(payload.org_id, payload.integration_id)
         except (PayloadTooLarge, RequestTimeout, InvalidPayload, UnknownOrganization) as exc:
-            await self._reject(kind, received_at, exc, content_type, body, request)
+            await self._reject(kind, received_at, exc, content_type, body, request, request_id)
             raise
         queued = time.perf_counter()
         try:
@@ -123,6 +133,7 @@ class Ingestion:
                     body=body,
                     body_sha256=hashlib.sha256(body).digest(),
                     received_at=received_at,
+                    request_id=request_id,
                 )
             )
         finally:
@@ -137,6 +148,7 @@ class Ingestion:
         content_type: str | None,
         body: bytes | None,
         request: Request[Any, Any, Any],
+        request_id: str | None,
     ) -> None:
         assert self.pool is not None
         await record_rejection(
@@ -147,6 +159,7 @@ class Ingestion:
             content_type=content_type,
             body_size=len(body) if body is not None else request.content_length,
             body=body,
+            request_id=request_id,
         )
 
 

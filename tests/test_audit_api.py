@@ -27,7 +27,17 @@ from tests.support.payloads import DROP, PATHS, body_for
 ALL_TOKEN = "audit-all-token-123"
 ORG_TOKEN = "audit-org-token-456"
 ZERO_HASH = "0" * 64
-ENVELOPE_KEYS = {"id", "received_at", "kind", "event_type", "org_id", "external_id", "body_sha256", "payload"}
+ENVELOPE_KEYS = {
+    "id",
+    "received_at",
+    "kind",
+    "event_type",
+    "org_id",
+    "external_id",
+    "body_sha256",
+    "request_id",
+    "payload",
+}
 EXPORT_KEYS = ENVELOPE_KEYS | {"content_type", "prev_hash", "hash", "body_base64"}
 AUDIT_PATHS = [
     "/audit/events",
@@ -276,6 +286,8 @@ async def test_each_event_is_a_flat_envelope_with_its_payload(audit, conn, log):
         assert event["body_sha256"] == hashlib.sha256(posted.body).hexdigest()
         assert event["payload"] == json.loads(posted.body)
         assert when(event["received_at"]) == row["received_at"]
+        assert row["request_id"] is not None
+        assert event["request_id"] == row["request_id"]
 
 
 @pytest.mark.parametrize(

@@ -103,8 +103,9 @@ async def test_append_outside_a_transaction_is_refused(conn, org_id):
 
 
 async def test_each_hash_covers_the_previous_one(conn, org_id):
-    await append_now(conn, [delivery(org_id, 1), delivery(org_id, 2)])
-    await append_now(conn, [delivery(org_id, 3)])
+    # Events with and without a request id (those logged before request ids existed) in one chain.
+    await append_now(conn, [delivery(org_id, 1), delivery(org_id, 2, request_id="req-2")])
+    await append_now(conn, [delivery(org_id, 3, request_id="req-3")])
     rows = await conn.fetch("SELECT * FROM event_log ORDER BY id")
 
     previous = GENESIS_HASH
@@ -128,6 +129,7 @@ async def test_changing_any_envelope_field_changes_the_hash(org_id):
         external_id=base.external_id,
         content_type=base.content_type,
         body_sha256=base.body_sha256,
+        request_id="req-1",
     )
     original = event_hash(GENESIS_HASH, **fields)
     variants = {
@@ -139,10 +141,37 @@ async def test_changing_any_envelope_field_changes_the_hash(org_id):
         "external_id": "c2",
         "content_type": None,
         "body_sha256": hashlib.sha256(b"other").digest(),
+        "request_id": "req-2",
     }
     for name, value in variants.items():
         assert event_hash(GENESIS_HASH, **{**fields, name: value}) != original, name
     assert event_hash(bytes([1]) * 32, **fields) != original
+    assert event_hash(GENESIS_HASH, **{**fields, "request_id": None}) != original
+
+
+def test_an_event_without_a_request_id_keeps_the_eight_field_envelope():
+    """Logs written before request ids existed must still verify: their envelope is unchanged."""
+    org = uuid.UUID("00000000-0000-0000-0000-000000000001")
+    sha = hashlib.sha256(b"{}").digest()
+    moment = dt.datetime(2024, 1, 20, 14, 30, 0, 7, tzinfo=dt.UTC)
+    fields = dict(
+        event_id=7,
+        received_at=moment,
+        kind="calls",
+        event_type="call.completed",
+        org_id=org,
+        external_id="c1",
+        content_type=None,
+        body_sha256=sha,
+    )
+    eight = (f'[7,1705761000000007,"calls","call.completed","{org}","c1",null,"{sha.hex()}"]').encode()
+    assert (
+        event_hash(GENESIS_HASH, **fields, request_id=None) == hashlib.sha256(GENESIS_HASH + eight).digest()
+    )
+    nine = eight[:-1] + b',"req-1"]'
+    assert (
+        event_hash(GENESIS_HASH, **fields, request_id="req-1") == hashlib.sha256(GENESIS_HASH + nine).digest()
+    )
 
 
 async def test_duplicates_within_one_batch_and_across_batches(conn, org_id):

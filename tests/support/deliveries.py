@@ -11,7 +11,7 @@ from service.eventlog import Delivery
 __all__ = ["delivery"]
 
 
-def delivery(org_id: uuid.UUID, n: int, kind: str = "calls") -> Delivery:
+def delivery(org_id: uuid.UUID, n: int, kind: str = "calls", request_id: str | None = None) -> Delivery:
     body = f'{{"event": "call.completed", "call_id": "c{n}"}}'.encode()
     return Delivery(
         kind=kind,
@@ -22,4 +22,5 @@ def delivery(org_id: uuid.UUID, n: int, kind: str = "calls") -> Delivery:
         body=body,
         body_sha256=hashlib.sha256(body).digest(),
         received_at=dt.datetime(2024, 1, 20, 14, 30, tzinfo=dt.UTC) + dt.timedelta(seconds=n, microseconds=7),
+        request_id=request_id,
     )
