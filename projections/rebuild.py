@@ -11,6 +11,8 @@ tables untouched; running the rebuild again starts it over.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import Callable, Iterable
 
 import asyncpg
@@ -22,6 +24,8 @@ from projections.store import quote
 from service.db import connect
 
 __all__ = ["DEFAULT_BATCH_SIZE", "Progress", "build_shadow", "rebuild", "rebuild_many"]
+
+_log = logging.getLogger("mightycall.rebuild")
 
 SHADOW_SUFFIX = "__rebuild"
 _REPLACED_SUFFIX = "__replaced"
@@ -88,13 +92,40 @@ async def _fill(
         head = await head_position(writer)
         if indexed and head - position <= min(batch_size, _SWAP_BACKLOG):
             return position
-        report = None if progress is None else (lambda reached, head=head: progress(names, reached, head))
-        position = await replay.run(reader, writer, after=position, upto=head, progress=report)
+        position = await replay.run(
+            reader, writer, after=position, upto=head, progress=_Step(names, head, position, progress)
+        )
         if not indexed:
             for _, _, definitions in shadows:
                 for definition in definitions:
                     await writer.execute(definition, timeout=_INDEX_BUILD_TIMEOUT_S)
             indexed = True
+
+
+class _Step:
+    """Called after each batch of a replay: one log line per batch, and the caller's progress report."""
+
+    def __init__(self, names: str, head: int, start: int, progress: Progress | None) -> None:
+        self._names, self._head, self._progress = names, head, progress
+        self._last, self._last_at = start, time.perf_counter()
+
+    def __call__(self, reached: int) -> None:
+        now = time.perf_counter()
+        _log.info(
+            "rebuild batch",
+            extra={
+                "fields": {
+                    "projections": self._names,
+                    "reached": reached,
+                    "head": self._head,
+                    "events": reached - self._last,
+                    "events_per_s": round((reached - self._last) / max(now - self._last_at, 1e-9)),
+                }
+            },
+        )
+        self._last, self._last_at = reached, now
+        if self._progress is not None:
+            self._progress(self._names, reached, self._head)
 
 
 async def build_shadow(
@@ -142,6 +173,10 @@ async def rebuild_many(
                     if attempt == _SWAP_ATTEMPTS:
                         raise
                     await asyncio.sleep(attempt)
+            _log.info(
+                "rebuild swapped in",
+                extra={"fields": {"projection": projection.name, "position": positions[projection.name]}},
+            )
             if progress is not None:
                 progress(projection.name, positions[projection.name], positions[projection.name])
     return positions

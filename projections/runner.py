@@ -7,6 +7,8 @@ the head's position, read first: every event up to it has committed.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterable
 from uuid import UUID
 
@@ -16,6 +18,8 @@ from projections.model import Event, Key, Projection, Row
 from projections.phones import PhoneBook, to_e164
 from projections.store import load_rows, upsert_rows
 from service.payloads import decode
+
+_log = logging.getLogger("mightycall.projector")
 
 __all__ = [
     "ProjectionFailed",
@@ -163,6 +167,7 @@ async def step(pool: asyncpg.Pool, projection: Projection, *, limit: int, region
 
 
 async def _step(pool: asyncpg.Pool, projection: Projection, *, limit: int, region: str) -> bool:
+    started = time.perf_counter()
     async with pool.acquire() as conn, conn.transaction():
         checkpoint = await conn.fetchrow(
             "SELECT position, error FROM projection_checkpoints WHERE name = $1 FOR UPDATE", projection.name
@@ -186,4 +191,18 @@ async def _step(pool: asyncpg.Pool, projection: Projection, *, limit: int, regio
             projection.name,
             reached,
         )
+    after: int = checkpoint["position"]
+    _log.info(
+        "projector batch",
+        extra={
+            "fields": {
+                "projection": projection.name,
+                "after": after,
+                "reached": reached,
+                "events": reached - after,
+                "behind": head - reached,
+                "ms": round((time.perf_counter() - started) * 1000, 3),
+            }
+        },
+    )
     return True

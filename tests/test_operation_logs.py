@@ -1,0 +1,73 @@
+"""One JSON log line per projector batch and per rebuild step, each saying where it got to."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from projections.rebuild import rebuild_many
+from projections.registry import PROJECTIONS
+from service.db import create_pool
+from service.logs import JsonFormatter
+from tests.support.payloads import SEED
+from tests.support.projecting import REGION, append_payloads, catch_up
+
+
+@pytest.fixture
+async def pool(db_url):
+    database = await create_pool(db_url)
+    yield database
+    await database.close()
+
+
+def _lines(caplog: pytest.LogCaptureFixture, message: str) -> list[dict[str, Any]]:
+    formatter = JsonFormatter()
+    return [
+        json.loads(formatter.format(record)) for record in caplog.records if record.getMessage() == message
+    ]
+
+
+async def _append_sms(conn, org_id, count: int) -> None:
+    await append_payloads(
+        conn, org_id, [("sms", {**SEED["sms"], "sms_id": f"sms-{n}"}) for n in range(count)]
+    )
+
+
+async def test_each_projector_batch_is_one_line_with_its_range(pool, conn, org_id, caplog):
+    await _append_sms(conn, org_id, 7)
+    caplog.set_level(logging.INFO, logger="mightycall.projector")
+
+    await catch_up(pool, limit=3, projections=[PROJECTIONS["sms"]])
+
+    lines = _lines(caplog, "projector batch")
+    ranges = [(line["after"], line["reached"], line["events"], line["behind"]) for line in lines]
+    assert ranges == [(0, 3, 3, 4), (3, 6, 3, 1), (6, 7, 1, 0)]
+    assert {line["projection"] for line in lines} == {"sms"}
+    assert all(line["ms"] >= 0 for line in lines)
+
+
+async def test_a_caught_up_projector_logs_nothing(pool, conn, org_id, caplog):
+    await _append_sms(conn, org_id, 2)
+    await catch_up(pool, projections=[PROJECTIONS["sms"]])
+    caplog.set_level(logging.INFO, logger="mightycall.projector")
+
+    await catch_up(pool, projections=[PROJECTIONS["sms"]])
+
+    assert _lines(caplog, "projector batch") == []
+
+
+async def test_each_rebuild_batch_and_each_swap_is_one_line(db_url, conn, org_id, caplog):
+    await _append_sms(conn, org_id, 25)
+    caplog.set_level(logging.INFO, logger="mightycall.rebuild")
+
+    await rebuild_many(db_url, [PROJECTIONS["sms"], PROJECTIONS["calls"]], region=REGION, batch_size=10)
+
+    batches = _lines(caplog, "rebuild batch")
+    assert [line["reached"] for line in batches] == [10, 20, 25]
+    assert [line["events"] for line in batches] == [10, 10, 5]
+    assert {(line["projections"], line["head"]) for line in batches} == {("sms, calls", 25)}
+    swaps = _lines(caplog, "rebuild swapped in")
+    assert [(line["projection"], line["position"]) for line in swaps] == [("sms", 25), ("calls", 25)]
