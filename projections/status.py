@@ -6,10 +6,21 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from projections.rebuild import SHADOW_SUFFIX
 from projections.registry import PROJECTIONS
 from projections.runner import head_position
 
-__all__ = ["ProjectionStatus", "projection_statuses"]
+_LAGS = """
+    SELECT c.name, (SELECT position FROM event_log_head) - c.position AS events,
+           extract(epoch FROM now() - (SELECT received_at FROM event_log WHERE id = c.position + 1))
+               AS seconds,
+           c.error IS NOT NULL AS stopped,
+           to_regclass(quote_ident(t.shadow)) IS NOT NULL AS rebuilding
+    FROM projection_checkpoints c JOIN unnest($1::text[], $2::text[]) AS t (name, shadow) USING (name)
+    ORDER BY c.name
+"""
+
+__all__ = ["ProjectionLag", "ProjectionStatus", "projection_lags", "projection_statuses"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,4 +64,34 @@ async def projection_statuses(conn: asyncpg.Connection) -> list[ProjectionStatus
         )
         for name, projection in PROJECTIONS.items()
         if name in rows
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectionLag:
+    """How far behind the log a projection's live table is: what `/metrics` and `/ready` report."""
+
+    name: str
+    events: int
+    """Events in the log not applied yet."""
+    seconds: float
+    """Age of the oldest event not applied yet; 0 when caught up."""
+    stopped: bool
+    rebuilding: bool
+    """A rebuild's shadow table exists."""
+
+
+async def projection_lags(pool: asyncpg.Pool | asyncpg.Connection) -> list[ProjectionLag]:
+    names = list(PROJECTIONS)
+    shadows = [projection.table.name + SHADOW_SUFFIX for projection in PROJECTIONS.values()]
+    return [
+        ProjectionLag(
+            name=row["name"],
+            events=row["events"],
+            # The clock of the database and of the server that stamped received_at may disagree a little.
+            seconds=max(0.0, float(row["seconds"] or 0)),
+            stopped=row["stopped"],
+            rebuilding=row["rebuilding"],
+        )
+        for row in await pool.fetch(_LAGS, names, shadows)
     ]

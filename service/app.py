@@ -109,7 +109,7 @@ def create_app(settings: Settings, database_url: str, *, body_timeout_s: float =
             *webhook_handlers(ingestion),
             *audit,
             health,
-            readiness_handler(lambda: ingestion.pool),
+            readiness_handler(lambda: ingestion.pool, settings.ready_max_lag_s),
             metrics_handler(ingestion.metrics, lambda: ingestion.pool),
         ],
         lifespan=[lifespan],

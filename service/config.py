@@ -13,6 +13,7 @@ import phonenumbers
 __all__ = ["ConfigError", "Settings", "parse_audit_tokens", "parse_secrets"]
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_READY_MAX_LAG_S = 300
 
 # The function set this service replaces documented this literal as the secret to set, and fell back to
 # it when none was set. Anyone who read that README knows it, so it is refused like no secret at all.
@@ -88,6 +89,8 @@ class Settings:
     """Region for phone numbers written without a country code."""
     run_projector: bool = True
     """Whether `serve` runs a live projector (only one is active across all processes anyway)."""
+    ready_max_lag_s: int = DEFAULT_READY_MAX_LAG_S
+    """/ready fails while a projection's oldest unapplied event is older than this."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -99,6 +102,7 @@ class Settings:
             service_role=env.get("MIGHTYCALL_SERVICE_ROLE") or None,
             var_dir=Path(env.get("MIGHTYCALL_VAR_DIR") or "var"),
             default_region=_region(env.get("MIGHTYCALL_DEFAULT_REGION")),
+            ready_max_lag_s=_positive_int(env, "MIGHTYCALL_READY_MAX_LAG_SECONDS", DEFAULT_READY_MAX_LAG_S),
         )
 
     def __repr__(self) -> str:

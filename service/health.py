@@ -7,6 +7,7 @@ from typing import Any
 import asyncpg
 from litestar import Response, get
 
+from projections.status import projection_lags
 from service.db import is_unavailable
 from service.migrations import head_revision
 
@@ -18,10 +19,10 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-def readiness_handler(pool_of: Any) -> Any:
+def readiness_handler(pool_of: Any, max_lag_s: float) -> Any:
     """`pool_of()` returns the app's pool, which exists only once the lifespan has started."""
 
-    @get("/ready", summary="The database is reachable, its schema at head, no projection stopped")
+    @get("/ready", summary="The database is reachable, its schema at head, no projection stopped or behind")
     async def ready() -> Response[dict[str, Any]]:
         pool: asyncpg.Pool | None = pool_of()
         if pool is None:
@@ -43,6 +44,14 @@ def readiness_handler(pool_of: Any) -> Any:
             where = ", ".join(f"{row['name']} at event {row['error_position']}" for row in stopped)
             return _not_ready(
                 f"projection stopped on an error: {where}; see `mightycall-ingest projections status`"
+            )
+        # No projector running anywhere, or one that cannot keep up: the tables are going stale.
+        behind = [lag for lag in await projection_lags(pool) if lag.seconds > max_lag_s]
+        if behind:
+            where = ", ".join(f"{lag.name} by {lag.seconds:.0f} s ({lag.events} events)" for lag in behind)
+            return _not_ready(
+                f"projection behind the log by more than {max_lag_s:g} s: {where};"
+                " is a `serve` with its projector running?"
             )
         return Response({"ready": True}, status_code=200)
 

@@ -16,23 +16,13 @@ from litestar.handlers import HTTPRouteHandler
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from projections.rebuild import SHADOW_SUFFIX
-from projections.registry import PROJECTIONS
+from projections.status import projection_lags
 from service.db import is_unavailable
 
 __all__ = ["Metrics", "metrics_handler"]
 
 # An append waits for a group commit: milliseconds normally, up to the database's timeouts when not.
 _APPEND_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
-_LAG = """
-    SELECT c.name, (SELECT position FROM event_log_head) - c.position AS lag_events,
-           c.error IS NOT NULL AS stopped,
-           extract(epoch FROM now() - (SELECT received_at FROM event_log WHERE id = c.position + 1))
-               AS behind_s,
-           to_regclass(quote_ident(t.shadow)) IS NOT NULL AS rebuilding
-    FROM projection_checkpoints c JOIN unnest($1::text[], $2::text[]) AS t (name, shadow) USING (name)
-"""
 
 
 class Metrics:
@@ -83,14 +73,11 @@ class Metrics:
         )
 
     async def read_projections(self, pool: asyncpg.Pool) -> None:
-        names = list(PROJECTIONS)
-        shadows = [projection.table.name + SHADOW_SUFFIX for projection in PROJECTIONS.values()]
-        for row in await pool.fetch(_LAG, names, shadows):
-            name = row["name"]
-            self.lag_events.labels(name).set(row["lag_events"])
-            self.lag_seconds.labels(name).set(max(0.0, float(row["behind_s"] or 0)))
-            self.stopped.labels(name).set(1 if row["stopped"] else 0)
-            self.rebuilding.labels(name).set(1 if row["rebuilding"] else 0)
+        for lag in await projection_lags(pool):
+            self.lag_events.labels(lag.name).set(lag.events)
+            self.lag_seconds.labels(lag.name).set(lag.seconds)
+            self.stopped.labels(lag.name).set(1 if lag.stopped else 0)
+            self.rebuilding.labels(lag.name).set(1 if lag.rebuilding else 0)
 
 
 def metrics_handler(metrics: Metrics, pool_of: Callable[[], asyncpg.Pool | None]) -> HTTPRouteHandler:
