@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 import asyncpg
 
 from projections.model import Projection
+from projections.rebuild_progress import published_progress
 from projections.replay import Replay
 from projections.runner import head_position, project_batch
 from projections.store import quote
@@ -79,6 +80,7 @@ async def _fill(
     region: str,
     batch_size: int,
     progress: Progress | None,
+    publish: Callable[[int, int], None] | None = None,
 ) -> int:
     """Replay the log into the new shadow tables, build their deferred indexes, and catch up until the
     head is near; returns the position reached."""
@@ -93,7 +95,11 @@ async def _fill(
         if indexed and head - position <= min(batch_size, _SWAP_BACKLOG):
             return position
         position = await replay.run(
-            reader, writer, after=position, upto=head, progress=_Step(names, head, position, progress)
+            reader,
+            writer,
+            after=position,
+            upto=head,
+            progress=_Step(names, head, position, progress, publish),
         )
         if not indexed:
             for _, _, definitions in shadows:
@@ -105,8 +111,15 @@ async def _fill(
 class _Step:
     """Called after each batch of a replay: one log line per batch, and the caller's progress report."""
 
-    def __init__(self, names: str, head: int, start: int, progress: Progress | None) -> None:
-        self._names, self._head, self._progress = names, head, progress
+    def __init__(
+        self,
+        names: str,
+        head: int,
+        start: int,
+        progress: Progress | None,
+        publish: Callable[[int, int], None] | None,
+    ) -> None:
+        self._names, self._head, self._progress, self._publish = names, head, progress, publish
         self._last, self._last_at = start, time.perf_counter()
 
     def __call__(self, reached: int) -> None:
@@ -124,6 +137,8 @@ class _Step:
             },
         )
         self._last, self._last_at = reached, now
+        if self._publish is not None:
+            self._publish(reached, self._head)
         if self._progress is not None:
             self._progress(self._names, reached, self._head)
 
@@ -159,9 +174,16 @@ async def rebuild_many(
     positions = {}
     async with connect(database_url) as writer, connect(database_url) as reader:
         shadows = [(projection, *await _create_shadow(writer, projection)) for projection in chosen]
-        position = await _fill(
-            reader, writer, shadows, region=region, batch_size=batch_size, progress=progress
-        )
+        async with published_progress(database_url, [projection.name for projection in chosen]) as publish:
+            position = await _fill(
+                reader,
+                writer,
+                shadows,
+                region=region,
+                batch_size=batch_size,
+                progress=progress,
+                publish=publish,
+            )
         for projection, shadow, _ in shadows:
             for attempt in range(1, _SWAP_ATTEMPTS + 1):
                 try:
@@ -252,6 +274,7 @@ async def _swap(
             position,
             projection.version,
         )
+        await conn.execute("DELETE FROM rebuild_progress WHERE name = $1", projection.name)
     return position
 
 

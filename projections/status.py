@@ -15,8 +15,10 @@ _LAGS = """
            extract(epoch FROM now() - (SELECT received_at FROM event_log WHERE id = c.position + 1))
                AS seconds,
            c.error IS NOT NULL AS stopped,
-           to_regclass(quote_ident(t.shadow)) IS NOT NULL AS rebuilding
+           to_regclass(quote_ident(t.shadow)) IS NOT NULL AS rebuilding,
+           r.position AS rebuild_position, r.head AS rebuild_head
     FROM projection_checkpoints c JOIN unnest($1::text[], $2::text[]) AS t (name, shadow) USING (name)
+    LEFT JOIN rebuild_progress r USING (name)
     ORDER BY c.name
 """
 
@@ -79,6 +81,10 @@ class ProjectionLag:
     stopped: bool
     rebuilding: bool
     """A rebuild's shadow table exists."""
+    rebuild_position: int | None
+    """How far the running rebuild has replayed the log (None: no rebuild has reported)."""
+    rebuild_head: int | None
+    """The head it is replaying up to."""
 
 
 async def projection_lags(pool: asyncpg.Pool | asyncpg.Connection) -> list[ProjectionLag]:
@@ -92,6 +98,8 @@ async def projection_lags(pool: asyncpg.Pool | asyncpg.Connection) -> list[Proje
             seconds=max(0.0, float(row["seconds"] or 0)),
             stopped=row["stopped"],
             rebuilding=row["rebuilding"],
+            rebuild_position=row["rebuild_position"],
+            rebuild_head=row["rebuild_head"],
         )
         for row in await pool.fetch(_LAGS, names, shadows)
     ]

@@ -26,6 +26,8 @@ _GRANTS = """
     GRANT SELECT, INSERT, UPDATE ON calls, mightycall_sms_messages, mightycall_recordings,
         mightycall_reports TO {role};
     GRANT SELECT, UPDATE ON projection_checkpoints TO {role};
+    -- /metrics reports a running rebuild's progress.
+    GRANT SELECT ON rebuild_progress TO {role};
 """
 
 

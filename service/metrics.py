@@ -66,6 +66,18 @@ class Metrics:
             ["projection"],
             registry=self.registry,
         )
+        self.rebuild_position = Gauge(
+            "mightycall_rebuild_position",
+            "How far a running rebuild has replayed the log (0 when none is running).",
+            ["projection"],
+            registry=self.registry,
+        )
+        self.rebuild_head = Gauge(
+            "mightycall_rebuild_head",
+            "The log position a running rebuild is replaying up to (0 when none is running).",
+            ["projection"],
+            registry=self.registry,
+        )
         self.database_up = Gauge(
             "mightycall_database_up",
             "1 when the last scrape could read the database.",
@@ -78,6 +90,10 @@ class Metrics:
             self.lag_seconds.labels(lag.name).set(lag.seconds)
             self.stopped.labels(lag.name).set(1 if lag.stopped else 0)
             self.rebuilding.labels(lag.name).set(1 if lag.rebuilding else 0)
+            # A row left by a rebuild that died is not progress: its shadow table says whether one runs.
+            running = lag.rebuilding
+            self.rebuild_position.labels(lag.name).set((lag.rebuild_position or 0) if running else 0)
+            self.rebuild_head.labels(lag.name).set((lag.rebuild_head or 0) if running else 0)
 
 
 def metrics_handler(metrics: Metrics, pool_of: Callable[[], asyncpg.Pool | None]) -> HTTPRouteHandler:

@@ -88,3 +88,17 @@ async def test_projection_lag_and_a_stopped_projection(client, conn, org_id):
     assert samples[("mightycall_projection_lag_seconds", (("projection", "sms"),))] > 0
     assert samples[("mightycall_projection_rebuilding", (("projection", "sms"),))] == 1
     assert samples[("mightycall_projection_rebuilding", (("projection", "calls"),))] == 0
+
+
+async def test_a_running_rebuild_reports_its_progress(client, conn):
+    await conn.execute("INSERT INTO rebuild_progress (name, position, head) VALUES ('calls', 400, 1000)")
+    # A row with no shadow table is what a rebuild that died leaves behind: not progress.
+    await conn.execute("INSERT INTO rebuild_progress (name, position, head) VALUES ('sms', 7, 9)")
+    await conn.execute("CREATE TABLE calls__rebuild (LIKE calls)")
+
+    samples, _ = await _scrape(client)
+
+    assert samples[("mightycall_rebuild_position", (("projection", "calls"),))] == 400
+    assert samples[("mightycall_rebuild_head", (("projection", "calls"),))] == 1000
+    assert samples[("mightycall_rebuild_position", (("projection", "sms"),))] == 0
+    assert samples[("mightycall_rebuild_head", (("projection", "sms"),))] == 0
