@@ -77,7 +77,7 @@ class Appender:
 
     async def _commit(self, batch: Sequence[_Pending]) -> None:
         try:
-            results = await self._transaction([delivery for delivery, _ in batch])
+            results = await self._append([delivery for delivery, _ in batch])
         except Exception as exc:
             # A timeout or a full disk is no one delivery's fault: retrying each alone would only meet it
             # once per delivery. Like an outage, it is a 503 for the whole batch.
@@ -92,8 +92,9 @@ class Appender:
         for (_, future), result in zip(batch, results, strict=True):
             _settle(future, result=result)
 
-    async def _transaction(self, deliveries: list[Delivery]) -> list[Appended]:
-        async with self._pool.acquire() as conn, conn.transaction():
+    async def _append(self, deliveries: list[Delivery]) -> list[Appended]:
+        # One statement, its own transaction: committed (and flushed) when it returns.
+        async with self._pool.acquire() as conn:
             return await append(conn, deliveries)
 
 

@@ -21,7 +21,7 @@ from uuid import UUID
 
 import msgspec
 
-__all__ = ["GENESIS_HASH", "epoch_micros", "event_hash"]
+__all__ = ["GENESIS_HASH", "envelope_head", "envelope_tail", "epoch_micros", "event_hash", "row_hash"]
 
 GENESIS_HASH = bytes(32)
 
@@ -48,8 +48,38 @@ def event_hash(
     body_sha256: bytes,
     request_id: str | None,
 ) -> bytes:
+    tail = envelope_tail(
+        received_at=received_at,
+        kind=kind,
+        event_type=event_type,
+        org_id=org_id,
+        external_id=external_id,
+        content_type=content_type,
+        body_sha256=body_sha256,
+        request_id=request_id,
+    )
+    return hashlib.sha256(prev_hash + envelope_head(event_id) + tail).digest()
+
+
+def envelope_head(event_id: int) -> bytes:
+    """The start of the envelope, up to and including the comma after the id."""
+    return b"[%d," % event_id
+
+
+def envelope_tail(
+    *,
+    received_at: dt.datetime,
+    kind: str,
+    event_type: str,
+    org_id: UUID,
+    external_id: str,
+    content_type: str | None,
+    body_sha256: bytes,
+    request_id: str | None,
+) -> bytes:
+    """The envelope after `[id,`: all of it but the position, so it can be encoded before the position
+    is known. The database's append_events() puts the head in front (alembic 0006)."""
     fields: list[object] = [
-        event_id,
         epoch_micros(received_at),
         kind,
         event_type,
@@ -60,7 +90,7 @@ def event_hash(
     ]
     if request_id is not None:
         fields.append(request_id)
-    return hashlib.sha256(prev_hash + _encode(fields)).digest()
+    return _encode(fields)[1:]
 
 
 def row_hash(prev_hash: bytes, row: Mapping[str, Any]) -> bytes:

@@ -13,6 +13,11 @@ positions are gapless (a rollback leaves the head where it was) and ascending in
 any number of processes. The same locked step is where each event's hash is chained to the previous
 one. The lock is held through the commit's flush to disk, so callers batch many deliveries into one
 transaction (service/appender.py) and pay it once per batch instead of once per webhook.
+
+The locked step is a function in the database, append_events() (alembic 0006), called as one
+statement. Held as six statements from here, the lock lasted six round trips, each waiting its turn in
+an event loop busy with HTTP; the database computes each hash from the envelope encoded here
+(service/chain.py) with the position it assigns put in front.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from uuid import UUID
 
 import asyncpg
 
-from service.chain import event_hash
+from service.chain import envelope_tail
 
 __all__ = ["CHANNEL", "Appended", "Delivery", "append"]
 
@@ -56,93 +61,58 @@ class Appended:
     """True when the same endpoint had already logged the same bytes: nothing was appended."""
 
 
-_LOCK_HEAD = "SELECT position, hash FROM event_log_head FOR UPDATE"
-
-_FIND_LOGGED = """
-    SELECT l.kind, l.body_sha256, l.id
-    FROM event_log l
-    JOIN unnest($1::text[], $2::bytea[]) AS d (kind, body_sha256)
-      ON l.kind = d.kind AND l.body_sha256 = d.body_sha256
-"""
-
-_INSERT = """
-    INSERT INTO event_log (id, received_at, kind, event_type, org_id, external_id, content_type,
-                           body, body_sha256, prev_hash, hash, request_id)
-    SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::uuid[], $6::text[],
-                         $7::text[], $8::bytea[], $9::bytea[], $10::bytea[], $11::bytea[], $12::text[])
-"""
-
-_MOVE_HEAD = f"""
-    WITH moved AS (UPDATE event_log_head SET position = $1, hash = $2 RETURNING position)
-    SELECT pg_notify('{CHANNEL}', position::text) FROM moved
+_APPEND = """
+    SELECT event_id, duplicate FROM append_events(
+        $1::timestamptz[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[], $7::bytea[],
+        $8::bytea[], $9::text[], $10::bytea[])
 """
 
 
 async def append(conn: asyncpg.Connection, deliveries: Sequence[Delivery]) -> list[Appended]:
     """Append `deliveries` in order; one result per delivery, in the same order.
 
-    Must run inside the caller's transaction: the positions are only final once it commits, and the
-    caller must not acknowledge anything before then.
+    One statement, which does the whole locked step in the database (alembic 0006): alone it is its own
+    transaction, committed when this returns; inside the caller's transaction, the positions are final
+    only once that commits, and nothing may be acknowledged before then.
     """
-    if not conn.is_in_transaction():
-        raise RuntimeError("eventlog.append must run inside a transaction")
-    head = await conn.fetchrow(_LOCK_HEAD)
-    assert head is not None, "event_log_head is created by the first migration"
-    position: int = head["position"]
-    chain: bytes = head["hash"]
-
-    # Read after taking the lock: under READ COMMITTED this statement sees every append that committed
-    # before us, so a redelivery racing its original is still recognised.
-    logged = {
-        (row["kind"], bytes(row["body_sha256"])): row["id"]
-        for row in await conn.fetch(
-            _FIND_LOGGED, [d.kind for d in deliveries], [d.body_sha256 for d in deliveries]
-        )
-    }
-
-    results: list[Appended] = []
-    columns: tuple[list[object], ...] = tuple([] for _ in range(12))
+    # The same bytes twice in one batch are one event: the function sees each only once.
+    first: dict[tuple[str, bytes], int] = {}
+    unique: list[Delivery] = []
+    for d in deliveries:
+        if first.setdefault((d.kind, d.body_sha256), len(unique)) == len(unique):
+            unique.append(d)
+    rows = await conn.fetch(
+        _APPEND,
+        [d.received_at for d in unique],
+        [d.kind for d in unique],
+        [d.event_type for d in unique],
+        [d.org_id for d in unique],
+        [d.external_id for d in unique],
+        [d.content_type for d in unique],
+        [d.body for d in unique],
+        [d.body_sha256 for d in unique],
+        [d.request_id for d in unique],
+        [_tail(d) for d in unique],
+    )
+    appended = [Appended(row["event_id"], duplicate=row["duplicate"]) for row in rows]
+    results = []
+    seen: set[tuple[str, bytes]] = set()
     for d in deliveries:
         key = (d.kind, d.body_sha256)
-        if key in logged:
-            results.append(Appended(logged[key], duplicate=True))
-            continue
-        position += 1
-        prev, chain = (
-            chain,
-            event_hash(
-                chain,
-                event_id=position,
-                received_at=d.received_at,
-                kind=d.kind,
-                event_type=d.event_type,
-                org_id=d.org_id,
-                external_id=d.external_id,
-                content_type=d.content_type,
-                body_sha256=d.body_sha256,
-                request_id=d.request_id,
-            ),
-        )
-        row = (
-            position,
-            d.received_at,
-            d.kind,
-            d.event_type,
-            d.org_id,
-            d.external_id,
-            d.content_type,
-            d.body,
-            d.body_sha256,
-            prev,
-            chain,
-            d.request_id,
-        )
-        for column, value in zip(columns, row, strict=True):
-            column.append(value)
-        logged[key] = position
-        results.append(Appended(position, duplicate=False))
-
-    if columns[0]:
-        await conn.execute(_INSERT, *columns)
-        await conn.execute(_MOVE_HEAD, position, chain)
+        result = appended[first[key]]
+        results.append(result if key not in seen else Appended(result.event_id, duplicate=True))
+        seen.add(key)
     return results
+
+
+def _tail(d: Delivery) -> bytes:
+    return envelope_tail(
+        received_at=d.received_at,
+        kind=d.kind,
+        event_type=d.event_type,
+        org_id=d.org_id,
+        external_id=d.external_id,
+        content_type=d.content_type,
+        body_sha256=d.body_sha256,
+        request_id=d.request_id,
+    )

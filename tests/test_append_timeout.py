@@ -45,9 +45,9 @@ class CountingAppender(Appender):
 
     transactions = 0
 
-    async def _transaction(self, deliveries: list[Delivery]) -> list[Appended]:
+    async def _append(self, deliveries: list[Delivery]) -> list[Appended]:
         self.transactions += 1
-        return await super()._transaction(deliveries)
+        return await super()._append(deliveries)
 
 
 @pytest.mark.parametrize("setting", ["statement_timeout", "lock_timeout"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import datetime as dt
 import hashlib
 import uuid
@@ -10,8 +12,9 @@ import asyncpg
 import pytest
 
 from service.chain import GENESIS_HASH, event_hash, row_hash
-from service.eventlog import Delivery, append
+from service.eventlog import CHANNEL, Appended, Delivery, append
 from service.grants import grant_service_role
+from service.verify import verify_log
 from tests.support.deliveries import delivery
 
 
@@ -96,10 +99,36 @@ async def test_rolled_back_append_leaves_no_hole(conn, org_id):
     assert [r["id"] for r in await conn.fetch("SELECT id FROM event_log ORDER BY id")] == [1, 2]
 
 
-async def test_append_outside_a_transaction_is_refused(conn, org_id):
-    with pytest.raises(RuntimeError, match="inside a transaction"):
-        await append(conn, [delivery(org_id, 1)])
+async def test_an_append_on_its_own_is_one_transaction_all_or_nothing(db_url, conn, org_id):
+    # The service appends this way: one statement, committed when it returns (alembic 0006).
+    with pytest.raises(asyncpg.ForeignKeyViolationError):
+        await append(conn, [delivery(org_id, 1), delivery(uuid.uuid4(), 2)])
     assert await conn.fetchval("SELECT count(*) FROM event_log") == 0
+    head = await conn.fetchrow("SELECT position, hash FROM event_log_head")
+    assert (head["position"], bytes(head["hash"])) == (0, GENESIS_HASH)
+
+    [first, second] = await append(conn, [delivery(org_id, 1), delivery(org_id, 2)])
+    assert (first, second) == (Appended(1, duplicate=False), Appended(2, duplicate=False))
+    other = await asyncpg.connect(db_url)
+    try:
+        assert await other.fetchval("SELECT count(*) FROM event_log") == 2
+    finally:
+        await other.close()
+
+
+async def test_each_append_wakes_listeners_with_the_new_head(db_url, conn, org_id):
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    listener = await asyncpg.connect(db_url)
+    try:
+        await listener.add_listener(CHANNEL, lambda *args: heard.put_nowait(args[3]))
+        await append(conn, [delivery(org_id, 1), delivery(org_id, 2)])
+        await append(conn, [delivery(org_id, 1)])  # nothing new: nobody is woken
+        await append(conn, [delivery(org_id, 3)])
+        assert await asyncio.wait_for(heard.get(), 10) == "2"
+        assert await asyncio.wait_for(heard.get(), 10) == "3"
+        assert heard.empty()
+    finally:
+        await listener.close()
 
 
 async def test_each_hash_covers_the_previous_one(conn, org_id):
@@ -182,3 +211,36 @@ async def test_duplicates_within_one_batch_and_across_batches(conn, org_id):
     # Same bytes on another endpoint are another delivery.
     assert [(a.event_id, a.duplicate) for a in second] == [(2, True), (3, False)]
     assert await conn.fetchval("SELECT count(*) FROM event_log") == 3
+
+
+async def test_the_database_chains_exactly_what_the_verifier_recomputes(conn, org_id):
+    # The database puts "[id," before an envelope encoded here; any slip in between breaks verification.
+    awkward = [
+        'quo"te',
+        "back\\slash",
+        "caf\u00e9 \U0001f4de",
+        "tab\tnew\nline\x01\x1f\x7f",
+        "",
+        "[1,2]",
+        "\u2028",
+    ]
+    deliveries = [
+        dataclasses.replace(
+            delivery(org_id, n),
+            event_type=text,
+            external_id=text * 2,
+            content_type=None if n % 2 else f"application/json; x={text}",
+            request_id=None if n % 3 == 0 else f"req-{text}",
+        )
+        for n, text in enumerate(awkward, start=1)
+    ]
+    await append(conn, deliveries[:3])
+    await append(conn, deliveries[3:])
+
+    rows = await conn.fetch("SELECT * FROM event_log ORDER BY id")
+    previous = GENESIS_HASH
+    for row in rows:
+        assert row_hash(previous, row) == bytes(row["hash"]), row["id"]
+        previous = bytes(row["hash"])
+    assert len(rows) == len(awkward)
+    assert (await verify_log(conn)).ok
