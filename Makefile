@@ -20,7 +20,10 @@ install: $(STAMP) ## create .venv and install the service with its dev tools
 run: $(STAMP) ## serve on http://127.0.0.1:8000 (embedded PostgreSQL under var/ unless DATABASE_URL is set)
 	$(BIN)/python -m service.devrun
 
-test: $(STAMP) ## the whole suite against a real PostgreSQL (embedded unless DATABASE_URL is set)
+test: $(STAMP) ## the whole suite: a real PostgreSQL (embedded unless DATABASE_URL is set), Debian's headless Chromium
+	@{ test -x /usr/bin/chromium && test -x /usr/bin/chromedriver; } || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } || \
+		{ echo "make test needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)"; exit 1; }
 	$(BIN)/python -m pytest
 
 bench: $(STAMP) ## benchmarks side by side (ceilings, this service, a FastAPI+ORM peer, rebuild, live lag); ~10 min

@@ -9,8 +9,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-from litestar import Litestar, Request, Response
+from litestar import Litestar, Request, Response, Router
 from litestar.exceptions import HTTPException
+from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig
 
 from projections.live import LiveProjector
@@ -18,6 +19,7 @@ from projections.registry import PROJECTIONS
 from projections.status import projection_statuses
 from service.appender import Appender
 from service.audit import audit_handlers
+from service.audit_ui import audit_ui_router
 from service.auth import BearerAuth
 from service.config import ConfigError, Settings
 from service.db import cannot_write_now, create_pool, is_unavailable
@@ -77,10 +79,13 @@ def create_app(settings: Settings, database_url: str, *, body_timeout_s: float =
         max_body_bytes=settings.max_body_bytes,
         body_timeout_s=body_timeout_s,
     )
-    audit = []
+    audit: list[HTTPRouteHandler | Router] = []
     if settings.audit_tokens:
         tokens, scopes = zip(*settings.audit_tokens, strict=True)
-        audit = audit_handlers(BearerAuth(tokens, scopes), lambda: ingestion.pool)
+        audit = [
+            *audit_handlers(BearerAuth(tokens, scopes), lambda: ingestion.pool),
+            audit_ui_router(settings.audit_tokens, lambda: ingestion.pool),
+        ]
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
