@@ -34,7 +34,7 @@ from service.audit_queries import (
 from service.auth import BearerAuth
 from service.errors import InvalidQuery, NotFound, TooManyRequests
 from service.trace import trace
-from service.verify import Checkpoint, verify_log
+from service.verify import Checkpoint, record_verification, verify_log
 
 __all__ = ["EVENT_FILTERS", "MAX_LONG_READS", "PAGING", "REJECTED_FILTERS", "audit_handlers", "query_params"]
 
@@ -184,7 +184,9 @@ def audit_handlers(auth: BearerAuth, pool_of: Callable[[], asyncpg.Pool | None])
         long_reads.refuse_if_full()
         with long_reads.running():
             async with pool().acquire() as conn:
-                return (await verify_log(conn)).as_json()
+                result = await verify_log(conn)
+                await record_verification(conn, result, by="api")
+        return result.as_json()
 
     @get("/audit/checkpoint", summary="The log's head now: keep it outside the database")
     async def checkpoint(request: _Request) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from service.audit_queries import EventFilter, export_line, get_event, list_even
 from service.audit_ui_html import ROOT, error_page, login_page, page
 from service.audit_ui_pages import (
     LastCheckpoint,
+    LastVerification,
     event_content,
     events_content,
     rejected_content,
@@ -59,6 +60,11 @@ _LAST_CHECKPOINT = """
     SELECT c.position, c.head_hash, c.created_at, e.hash AS log_hash
     FROM audit_checkpoints c LEFT JOIN event_log e ON e.id = c.position
     ORDER BY c.id DESC LIMIT 1
+"""
+_LAST_VERIFICATION = """
+    SELECT verified_at, ok, head_position, head_hash, failure_position, failure_reason,
+           checkpoints_checked, by
+    FROM audit_verifications ORDER BY id DESC LIMIT 1
 """
 
 _Request = Request[Any, Any, Any]
@@ -164,10 +170,12 @@ def audit_ui_router(
             return _html(login_page())
         query_params(request, set())
         async with pool().acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
-            # One snapshot: the head, the projections and the checkpoint as of the same moment.
+            # One snapshot: the head, the projections, the checkpoint and the verification as of the same
+            # moment (the events appended since the verification are counted against this head).
             statuses = await projection_statuses(conn)
             head = await conn.fetchrow("SELECT position, hash FROM event_log_head")
             last = await conn.fetchrow(_LAST_CHECKPOINT)
+            verified = await conn.fetchrow(_LAST_VERIFICATION)
         assert head is not None
         checkpoint = None
         if last is not None:
@@ -178,7 +186,8 @@ def audit_ui_router(
                 last["created_at"],
                 expected is not None and bytes(expected) == bytes(last["head_hash"]),
             )
-        content = status_content(statuses, (head["position"], bytes(head["hash"])), checkpoint)
+        verification = None if verified is None else LastVerification(**dict(verified))
+        content = status_content(statuses, (head["position"], bytes(head["hash"])), checkpoint, verification)
         return _html(page("Projections and verification", content, session.scope))
 
     @post("/login", request_max_body_size=_MAX_FORM_BYTES)

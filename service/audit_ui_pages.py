@@ -1,5 +1,5 @@
 """The contents of the audit pages (service/audit_ui_html.py lays them out): the event list, one event,
-the rejected deliveries, and where the projections and the last checkpoint stand."""
+the rejected deliveries, and where the projections, the last checkpoint and the last verification stand."""
 
 from __future__ import annotations
 
@@ -13,11 +13,19 @@ from service.audit_queries import Page
 from service.audit_ui_html import ROOT, body_text, esc, link, table
 from service.payloads import KINDS
 
-__all__ = ["LastCheckpoint", "event_content", "events_content", "rejected_content", "status_content"]
+__all__ = [
+    "LastCheckpoint",
+    "LastVerification",
+    "event_content",
+    "events_content",
+    "rejected_content",
+    "status_content",
+]
 
 _PREVIEW_CHARS = 2000
 _LABELS = {"event_type": "event type", "org_id": "organization", "external_id": "external id"}
 _EXAMPLES = {"org_id": "UUID", "since": "2024-01-20T14:30:00Z", "until": "2024-01-21T00:00:00Z"}
+_RUN_BY = {"cli": "<code>events verify</code>", "api": "<code>GET /audit/verify</code>"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +36,20 @@ class LastCheckpoint:
     still_in_log: bool
     """Whether the log's event at `position` still has that hash: a cheap look at one row, not a
     verification of the whole log."""
+
+
+@dataclass(frozen=True, slots=True)
+class LastVerification:
+    """The last row of audit_verifications (alembic 0007)."""
+
+    verified_at: Any
+    ok: bool
+    head_position: int
+    head_hash: bytes
+    failure_position: int | None
+    failure_reason: str | None
+    checkpoints_checked: int
+    by: str
 
 
 def _filters(path: str, params: Mapping[str, str], names: Iterable[str]) -> str:
@@ -116,8 +138,34 @@ def _state(status: ProjectionStatus) -> str:
     return "running" if status.lag == 0 else "catching up"
 
 
+def _verification(verification: LastVerification | None, position: int) -> str:
+    if verification is None:
+        return '<p id="verification">Never verified.</p>'
+    v = verification
+    verdict = (
+        '<span class="ok">the log verified</span>'
+        if v.ok
+        else f'<span class="error">FAILED at event {esc(v.failure_position)}: {esc(v.failure_reason)}</span>'
+    )
+    since = position - v.head_position
+    appended = (
+        f"{since} event{'' if since == 1 else 's'} appended since."
+        if since >= 0
+        else f'<span class="error">the head has moved back {-since} events since</span>.'
+    )
+    return (
+        f'<p id="verification">{verdict}: {esc(v.verified_at)}, by {_RUN_BY.get(v.by, esc(v.by))},'
+        f" covering {esc(v.head_position)} events up to hash <code>{esc(v.head_hash.hex())}</code>"
+        f" and {esc(v.checkpoints_checked)} checkpoint(s).</p>"
+        f'<p id="verification-since">{appended}</p>'
+    )
+
+
 def status_content(
-    statuses: list[ProjectionStatus], head: tuple[int, bytes], last: LastCheckpoint | None
+    statuses: list[ProjectionStatus],
+    head: tuple[int, bytes],
+    last: LastCheckpoint | None,
+    verification: LastVerification | None,
 ) -> str:
     projections = table(
         ("projection", "version", "position", "lag (events)", "state"),
@@ -152,6 +200,9 @@ def status_content(
         f"<h2>Projections</h2>{projections}"
         f'<h2>Log head</h2><p id="head">{esc(position)} events, hash <code>{esc(head_hash.hex())}</code></p>'
         f"<h2>Last checkpoint</h2>{checkpoint}"
+        f"<h2>Last verification</h2>{_verification(verification, position)}"
         "<p>A full verification reads the whole log, so it is not run here: use "
-        "<code>mightycall-ingest events verify</code> or <code>GET /audit/verify</code>.</p>"
+        "<code>mightycall-ingest events verify</code> or <code>GET /audit/verify</code>; each records its"
+        " result, shown above. That record says what a verification answered; only running one proves"
+        " anything.</p>"
     )

@@ -19,7 +19,7 @@ from service.audit_queries import (
     stream_events,
 )
 from service.db import connect
-from service.verify import Checkpoint, take_checkpoint, verify_log
+from service.verify import Checkpoint, record_verification, take_checkpoint, verify_log
 
 __all__ = ["CommandFailed", "add_event_commands", "run_event_command"]
 
@@ -110,6 +110,7 @@ async def run_event_command(args: argparse.Namespace, url: str) -> str | None:
         if args.action == "checkpoint":
             return _encode((await take_checkpoint(conn)).as_json()).decode()
         result = await verify_log(conn, _checkpoints(args.checkpoint))
+        await record_verification(conn, result, by="cli")
         if not result.ok:
             raise CommandFailed(f"verification failed at event {result.failure_id}: {result.failure_reason}")
         return _encode(result.as_json()).decode()

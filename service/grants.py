@@ -21,6 +21,11 @@ _GRANTS = """
     -- /audit/verify checks the log against the recorded checkpoints; recording one is the operator's
     -- (`events checkpoint`, as the owner), so the service cannot vouch for a log it could have written.
     GRANT SELECT ON audit_checkpoints TO {role};
+    -- /audit/verify (which the service runs) records what it found; /audit/ui/status shows the last one.
+    -- Unlike a checkpoint such a row vouches for nothing: it says what a verification answered, and a
+    -- role that can add one can add any. Never changed, though: a failure, once recorded, stays.
+    GRANT SELECT, INSERT ON audit_verifications TO {role};
+    REVOKE UPDATE, DELETE, TRUNCATE ON audit_verifications FROM {role};
     REVOKE UPDATE, DELETE, TRUNCATE ON event_log FROM {role};
     -- The live projector, which runs inside `serve`. Rebuilds run as the owner: they create tables.
     GRANT SELECT, INSERT, UPDATE ON calls, mightycall_sms_messages, mightycall_recordings,

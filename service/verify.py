@@ -6,22 +6,31 @@ or inserted row (a hole, or a broken link), reordered rows (broken links), a tru
 row, or a checkpoint beyond the end), and a log rewritten with a freshly computed chain (the
 checkpoints, whose hashes no longer match). A superuser can rewrite the log and the head together;
 only checkpoints kept outside the database catch that, so auditors should keep them.
+
+Each full verification's answer is also recorded (`record_verification`) for the audit page: a record
+of what was said, not a proof; only running a verification again proves anything.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 import asyncpg
 
 from service.chain import GENESIS_HASH, row_hash
+from service.db import is_unavailable
 
-__all__ = ["Checkpoint", "Verification", "take_checkpoint", "verify_log"]
+__all__ = ["Checkpoint", "Verification", "record_verification", "take_checkpoint", "verify_log"]
 
 _CHUNK = 1000
+_MAX_REASON = 1000
+"""audit_verifications.failure_reason's CHECK (alembic 0007); the reasons written here are far shorter."""
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +49,8 @@ class Verification:
     head_hash: bytes
     failure_id: int | None = None
     failure_reason: str | None = None
+    checkpoints_checked: int = 0
+    """Checkpoints compared with the log (an auditor's and those recorded), up to the first failure."""
 
     @property
     def ok(self) -> bool:
@@ -71,7 +82,7 @@ async def verify_log(conn: asyncpg.Connection, checkpoints: Iterable[Checkpoint]
     for checkpoint in [*checkpoints, *(Checkpoint(r["position"], bytes(r["head_hash"])) for r in recorded)]:
         wanted.setdefault(checkpoint.position, []).append(checkpoint.head_hash)
 
-    expected_id, chain = 1, GENESIS_HASH
+    expected_id, chain, checked = 1, GENESIS_HASH, len(wanted.get(0, ()))
     async with conn.transaction(readonly=True, isolation="repeatable_read"):
         # One snapshot: appends that commit meanwhile are neither half-seen nor mistaken for tampering.
         head = await conn.fetchrow("SELECT position, hash FROM event_log_head")
@@ -87,7 +98,9 @@ async def verify_log(conn: asyncpg.Connection, checkpoints: Iterable[Checkpoint]
                 break
             failure = _row_failure(row, expected_id, chain)
             chain = bytes(row["hash"])
-            failure = failure or _checkpoint_failure(wanted, row["id"], chain)
+            if failure is None:
+                checked += len(wanted.get(row["id"], ()))
+                failure = _checkpoint_failure(wanted, row["id"], chain)
             expected_id += 1
     last_id = expected_id - 1
     if failure is None and (head["position"], bytes(head["hash"])) != (last_id, chain):
@@ -98,13 +111,59 @@ async def verify_log(conn: asyncpg.Connection, checkpoints: Iterable[Checkpoint]
     if failure is None:
         beyond = [position for position in wanted if position > last_id]
         if beyond:
+            checked += sum(len(wanted[position]) for position in beyond)
             failure = (
                 last_id + 1,
                 f"a checkpoint at {min(beyond)} lies beyond the end of the log: truncated",
             )
     if failure is not None:
-        return Verification(head["position"], bytes(head["hash"]), *failure)
-    return Verification(last_id, chain)
+        return Verification(head["position"], bytes(head["hash"]), *failure, checkpoints_checked=checked)
+    return Verification(last_id, chain, checkpoints_checked=checked)
+
+
+async def record_verification(
+    conn: asyncpg.Connection, result: Verification, *, by: Literal["cli", "api"]
+) -> bool:
+    """Record `result` for the audit page (alembic 0007); True if it was.
+
+    The verification's answer must not depend on this: on a read-only database (a standby), for a role
+    without INSERT on the table, or with the database gone since, it logs a warning and returns False.
+    """
+    reason = None if result.failure_reason is None else result.failure_reason[:_MAX_REASON]
+    try:
+        await conn.execute(
+            """
+            INSERT INTO audit_verifications
+                (ok, head_position, head_hash, failure_position, failure_reason, checkpoints_checked, by)
+            VALUES ($1, $2, $3, $4, $5, $6, $7)
+            """,
+            result.ok,
+            result.head_id,
+            result.head_hash,
+            result.failure_id,
+            reason,
+            result.checkpoints_checked,
+            by,
+        )
+    except Exception as exc:
+        if not (isinstance(exc, asyncpg.PostgresError) or is_unavailable(exc)):
+            raise
+        # The error's class and SQLSTATE only: its message is the database's, and says nothing more useful.
+        _log.warning(
+            "could not record the verification's result (%s); its answer stands",
+            type(exc).__name__,
+            extra={
+                "fields": {
+                    "by": by,
+                    "ok": result.ok,
+                    "head_position": result.head_id,
+                    "error": type(exc).__name__,
+                    "sqlstate": getattr(exc, "sqlstate", None),
+                }
+            },
+        )
+        return False
+    return True
 
 
 def _row_failure(row: asyncpg.Record, expected_id: int, previous: bytes) -> tuple[int, str] | None:

@@ -464,3 +464,58 @@ async def test_the_status_page_reads_projections_and_the_last_checkpoint(ui, con
     assert "<td>stopped at event 2: &lt;b&gt;cannot apply&lt;/b&gt;</td>" in page
     calls = PROJECTIONS["calls"].version
     assert f"<td>calls</td><td>{calls}</td><td>0</td><td>3</td><td>catching up</td>" in page
+
+
+async def test_the_status_page_shows_the_last_verification(ui, conn, org_id):
+    value = await sign_in(ui, ALL_TOKEN)
+
+    async def verification_text() -> tuple[str, str]:
+        response = await ui.get("/audit/ui/status", headers=cookie(value))
+        assert response.status_code == 200
+        found = re.search(
+            r'<p id="verification">(.*?)</p>(?:<p id="verification-since">(.*?)</p>)?', response.text
+        )
+        assert found is not None, response.text
+        assert 'id="checkpoint"' in response.text
+        return found[1], found[2] or ""
+
+    assert await verification_text() == ("Never verified.", "")
+
+    assert (await ui.get("/audit/verify", headers={"Authorization": f"Bearer {ALL_TOKEN}"})).json()["ok"]
+    verified_at = await conn.fetchval("SELECT verified_at FROM audit_verifications")
+    head = bytes(await conn.fetchval("SELECT hash FROM event_log_head")).hex()
+    text, since = await verification_text()
+    assert text == (
+        f'<span class="ok">the log verified</span>: {verified_at.isoformat()},'
+        f" by <code>GET /audit/verify</code>, covering 3 events up to hash <code>{head}</code>"
+        " and 0 checkpoint(s)."
+    )
+    assert since == "0 events appended since."
+    call = body_for("calls", org_id, call_id="call-after")
+    assert (await ui.post(PATHS["calls"], content=call, headers=bearer())).status_code == 202
+    assert (await verification_text())[1] == "1 event appended since."
+
+    # What a failed verification recorded, its reason through the page's escaping like everything else.
+    await conn.execute(
+        "INSERT INTO audit_verifications (ok, head_position, head_hash, failure_position, failure_reason,"
+        " checkpoints_checked, by) VALUES (false, 2, $1, 2, '<b>the envelope</b> & more', 1, 'cli')",
+        bytes(32),
+    )
+    text, since = await verification_text()
+    assert text.startswith(
+        '<span class="error">FAILED at event 2: &lt;b&gt;the envelope&lt;/b&gt; &amp; more</span>: '
+    )
+    assert text.endswith(
+        f", by <code>events verify</code>, covering 2 events up to hash <code>{'00' * 32}</code>"
+        " and 1 checkpoint(s)."
+    )
+    assert since == "2 events appended since."
+    # A head behind the one last verified: the log was cut back since, which the page does not hide.
+    await conn.execute(
+        "INSERT INTO audit_verifications (ok, head_position, head_hash, checkpoints_checked, by)"
+        " VALUES (true, 9, $1, 0, 'cli')",
+        bytes(32),
+    )
+    assert (await verification_text())[
+        1
+    ] == '<span class="error">the head has moved back 5 events since</span>.'

@@ -12,11 +12,16 @@ import pytest
 from service.chain import row_hash
 from service.verify import Checkpoint, take_checkpoint, verify_log
 from tests.support.cli import run_cli
+from tests.support.hostile import ALL_TOKEN, audited_client
 from tests.support.payloads import SEED
 from tests.support.projecting import append_payloads
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = 6
+_RECORDED = (
+    "SELECT ok, head_position, head_hash, failure_position, failure_reason, checkpoints_checked, by"
+    " FROM audit_verifications ORDER BY id"
+)
 
 
 @pytest.fixture
@@ -166,6 +171,35 @@ async def test_events_checkpoint_and_verify_from_the_shell(db_url, conn, log, tm
     assert (
         err.strip() == "mightycall-ingest: verification failed at event 4: the body does not match its sha256"
     )
+    # Both recorded: the failure stopped before the two checkpoints at EVENTS (the kept one and its copy).
+    assert [tuple(row) for row in await conn.fetch(_RECORDED)] == [
+        (True, EVENTS, bytes(head["hash"]), None, None, 2, "cli"),
+        (False, EVENTS, bytes(head["hash"]), 4, "the body does not match its sha256", 0, "cli"),
+    ]
+
+
+async def test_a_failed_verification_through_the_api_is_recorded_with_where_and_why(
+    settings, db_url, conn, org_id, log
+):
+    kept = await take_checkpoint(conn)
+    await _behind_the_triggers(
+        conn, "UPDATE event_log SET body = convert_to('{\"forged\": 1}', 'UTF8') WHERE id = 2"
+    )
+    await _rechain_from(conn, 2)
+    head = await conn.fetchrow("SELECT position, hash FROM event_log_head")
+
+    async with audited_client(settings, db_url, org_id) as client:
+        response = await client.get("/audit/verify", headers={"Authorization": f"Bearer {ALL_TOKEN}"})
+
+    reason = f"the checkpoint at {kept.position} does not match: the log was rewritten at or before it"
+    assert response.json() == {
+        "ok": False,
+        "head": {"id": EVENTS, "hash": bytes(head["hash"]).hex()},
+        "failure": {"id": kept.position, "reason": reason},
+    }
+    assert [tuple(row) for row in await conn.fetch(_RECORDED)] == [
+        (False, EVENTS, bytes(head["hash"]), kept.position, reason, 1, "api")
+    ]
 
 
 async def test_a_malformed_checkpoint_file_is_refused(db_url, log, tmp_path):
