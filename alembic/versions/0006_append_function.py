@@ -17,14 +17,15 @@ depends_on = None
 def upgrade() -> None:
     # The chain is service/chain.py's: hash = sha256(prev || envelope), where the envelope is the JSON
     # array [id, ...]. Only the id depends on the position, so the caller sends each envelope without
-    # it ("tail": everything after "[id,") and this function writes "[" id "," in front.
+    # it ("tail": everything after "[id,") and this function writes "[" id "," in front. Its search
+    # path is the one `migrate` ran with, so the service may live in a schema other than public.
     op.execute("""
         CREATE FUNCTION append_events(
             p_received_at timestamptz[], p_kind text[], p_event_type text[], p_org_id uuid[],
             p_external_id text[], p_content_type text[], p_body bytea[], p_body_sha256 bytea[],
             p_request_id text[], p_envelope_tail bytea[]
         ) RETURNS TABLE (event_id bigint, duplicate boolean)
-        LANGUAGE plpgsql VOLATILE SET search_path = public, pg_temp AS $$
+        LANGUAGE plpgsql VOLATILE SET search_path FROM CURRENT AS $$
         DECLARE
             head_position bigint;
             chain bytea;
