@@ -10,6 +10,7 @@ import os
 from sqlalchemy import create_engine, pool
 
 from alembic import context
+from service.migrations import refuse_foreign_tables
 
 # Two `migrate` runs at once (several service hosts starting together) would otherwise both see the
 # old version and both try to apply the same step.
@@ -30,6 +31,7 @@ def _run_online(url: str) -> None:
             context.configure(connection=connection, target_metadata=None)
             with context.begin_transaction():
                 connection.exec_driver_sql(_MIGRATION_LOCK)
+                refuse_foreign_tables(connection)
                 context.run_migrations()
     finally:
         engine.dispose()

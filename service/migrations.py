@@ -7,10 +7,30 @@ from pathlib import Path
 
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection
 
 from alembic import command
+from service.config import ConfigError
 
-__all__ = ["head_revision", "upgrade"]
+__all__ = ["OWN_TABLES", "head_revision", "refuse_foreign_tables", "upgrade"]
+
+OWN_TABLES = (
+    "organizations",
+    "integrations",
+    "phone_numbers",
+    "event_log",
+    "event_log_head",
+    "rejected_deliveries",
+    "projection_checkpoints",
+    "calls",
+    "mightycall_sms_messages",
+    "mightycall_recordings",
+    "mightycall_reports",
+    "audit_checkpoints",
+    "rebuild_progress",
+    "audit_verifications",
+)
+"""Every table the migrations create (tests/test_migrations.py keeps this list true)."""
 
 _SCRIPT_LOCATION = Path(__file__).resolve().parent.parent / "alembic"
 
@@ -32,3 +52,24 @@ def head_revision() -> str:
     head = ScriptDirectory.from_config(_config()).get_current_head()
     assert head is not None
     return head
+
+
+def refuse_foreign_tables(connection: Connection) -> None:
+    """Before the first migration: stop, naming them, if tables of ours already exist under our names.
+
+    The functions this service replaces wrote tables named as its projections and reference data.
+    Without this, the first CREATE TABLE fails with "relation ... already exists" and no hint of why.
+    """
+    if connection.exec_driver_sql("SELECT to_regclass('alembic_version')").scalar() is not None:
+        return
+    found = [
+        name
+        for name in OWN_TABLES
+        if connection.exec_driver_sql("SELECT to_regclass(%(name)s)", {"name": name}).scalar() is not None
+    ]
+    if found:
+        raise ConfigError(
+            f"this database already has tables that migrate would create: {', '.join(found)}."
+            " If they are the old Supabase functions' tables, move them aside first:"
+            " see docs/migrating-from-supabase.md. Nothing was changed"
+        )
