@@ -53,6 +53,8 @@ async def test_a_caught_up_projector_logs_nothing(pool, conn, org_id, caplog):
     await _append_sms(conn, org_id, 2)
     await catch_up(pool, projections=[PROJECTIONS["sms"]])
     caplog.set_level(logging.INFO, logger="mightycall.projector")
+    # Whether the first catch-up's lines were captured depends on what earlier tests did to logging.
+    caplog.clear()
 
     await catch_up(pool, projections=[PROJECTIONS["sms"]])
 
