@@ -16,12 +16,20 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict, Unpack
 from uuid import UUID
 
 import msgspec
 
-__all__ = ["GENESIS_HASH", "envelope_head", "envelope_tail", "epoch_micros", "event_hash", "row_hash"]
+__all__ = [
+    "GENESIS_HASH",
+    "Envelope",
+    "envelope_head",
+    "envelope_tail",
+    "epoch_micros",
+    "event_hash",
+    "row_hash",
+]
 
 GENESIS_HASH = bytes(32)
 
@@ -35,30 +43,21 @@ def epoch_micros(moment: dt.datetime) -> int:
     return (moment - _EPOCH) // _MICROSECOND
 
 
-def event_hash(
-    prev_hash: bytes,
-    *,
-    event_id: int,
-    received_at: dt.datetime,
-    kind: str,
-    event_type: str,
-    org_id: UUID,
-    external_id: str,
-    content_type: str | None,
-    body_sha256: bytes,
-    request_id: str | None,
-) -> bytes:
-    tail = envelope_tail(
-        received_at=received_at,
-        kind=kind,
-        event_type=event_type,
-        org_id=org_id,
-        external_id=external_id,
-        content_type=content_type,
-        body_sha256=body_sha256,
-        request_id=request_id,
-    )
-    return hashlib.sha256(prev_hash + envelope_head(event_id) + tail).digest()
+class Envelope(TypedDict):
+    """What an event's hash covers besides its position and the previous hash."""
+
+    received_at: dt.datetime
+    kind: str
+    event_type: str
+    org_id: UUID
+    external_id: str
+    content_type: str | None
+    body_sha256: bytes
+    request_id: str | None
+
+
+def event_hash(prev_hash: bytes, *, event_id: int, **envelope: Unpack[Envelope]) -> bytes:
+    return hashlib.sha256(prev_hash + envelope_head(event_id) + envelope_tail(**envelope)).digest()
 
 
 def envelope_head(event_id: int) -> bytes:
@@ -66,30 +65,20 @@ def envelope_head(event_id: int) -> bytes:
     return b"[%d," % event_id
 
 
-def envelope_tail(
-    *,
-    received_at: dt.datetime,
-    kind: str,
-    event_type: str,
-    org_id: UUID,
-    external_id: str,
-    content_type: str | None,
-    body_sha256: bytes,
-    request_id: str | None,
-) -> bytes:
+def envelope_tail(**envelope: Unpack[Envelope]) -> bytes:
     """The envelope after `[id,`: all of it but the position, so it can be encoded before the position
     is known. The database's append_events() puts the head in front (alembic 0006)."""
     fields: list[object] = [
-        epoch_micros(received_at),
-        kind,
-        event_type,
-        str(org_id),
-        external_id,
-        content_type,
-        body_sha256.hex(),
+        epoch_micros(envelope["received_at"]),
+        envelope["kind"],
+        envelope["event_type"],
+        str(envelope["org_id"]),
+        envelope["external_id"],
+        envelope["content_type"],
+        envelope["body_sha256"].hex(),
     ]
-    if request_id is not None:
-        fields.append(request_id)
+    if envelope["request_id"] is not None:
+        fields.append(envelope["request_id"])
     return _encode(fields)[1:]
 
 
