@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 
 import pytest
 from litestar.testing import AsyncTestClient
@@ -14,10 +13,9 @@ from projections.registry import PROJECTIONS
 from service.app import create_app
 from service.config import ConfigError, Settings
 from service.db import create_pool
-from service.eventlog import Delivery, append
 from tests.support.http import bearer
 from tests.support.payloads import PATHS, SEED, body_for
-from tests.support.projecting import catch_up
+from tests.support.projecting import append_payloads, catch_up
 
 
 def _without_projector(settings: Settings, **changes: object) -> Settings:
@@ -26,20 +24,7 @@ def _without_projector(settings: Settings, **changes: object) -> Settings:
 
 
 async def _append_received_at(conn, org_id, moment: dt.datetime) -> None:
-    body = body_for("calls", org_id)
-    seed = SEED["calls"]
-    late = Delivery(
-        kind="calls",
-        event_type=seed["event"],
-        org_id=org_id,
-        external_id=seed["call_id"],
-        content_type="application/json",
-        body=body,
-        body_sha256=hashlib.sha256(body).digest(),
-        received_at=moment,
-    )
-    async with conn.transaction():
-        await append(conn, [late])
+    await append_payloads(conn, org_id, [("calls", SEED["calls"])], received_at=moment)
 
 
 async def test_a_projection_far_behind_the_log_is_not_ready_until_it_catches_up(

@@ -24,9 +24,14 @@ _EXTERNAL_ID = {"calls": "call_id", "sms": "sms_id", "recordings": "recording_id
 
 
 async def append_payloads(
-    conn: asyncpg.Connection, org_id: uuid.UUID, payloads: Iterable[tuple[str, dict[str, Any]]]
+    conn: asyncpg.Connection,
+    org_id: uuid.UUID,
+    payloads: Iterable[tuple[str, dict[str, Any]]],
+    *,
+    received_at: dt.datetime | None = None,
 ) -> list[Appended]:
-    """Append (kind, payload) pairs as one transaction, as the webhooks would have."""
+    """Append (kind, payload) pairs as one transaction, as the webhooks would have, received now or at
+    `received_at`."""
     deliveries = []
     for kind, payload in payloads:
         body = msgspec.json.encode({**payload, "org_id": str(org_id)})
@@ -39,7 +44,7 @@ async def append_payloads(
                 content_type="application/json",
                 body=body,
                 body_sha256=hashlib.sha256(body).digest(),
-                received_at=dt.datetime.now(dt.UTC),
+                received_at=received_at or dt.datetime.now(dt.UTC),
             )
         )
     async with conn.transaction():
