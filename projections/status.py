@@ -14,7 +14,7 @@ _LAGS = """
     SELECT c.name, (SELECT position FROM event_log_head) - c.position AS events,
            extract(epoch FROM now() - (SELECT received_at FROM event_log WHERE id = c.position + 1))
                AS seconds,
-           c.error IS NOT NULL AS stopped,
+           c.error IS NOT NULL AS stopped, c.error_position,
            to_regclass(quote_ident(t.shadow)) IS NOT NULL AS rebuilding,
            r.position AS rebuild_position, r.head AS rebuild_head
     FROM projection_checkpoints c JOIN unnest($1::text[], $2::text[]) AS t (name, shadow) USING (name)
@@ -79,6 +79,8 @@ class ProjectionLag:
     seconds: float
     """Age of the oldest event not applied yet; 0 when caught up."""
     stopped: bool
+    error_position: int | None
+    """The event it stopped on, when it stopped on an error."""
     rebuilding: bool
     """A rebuild's shadow table exists."""
     rebuild_position: int | None
@@ -97,6 +99,7 @@ async def projection_lags(pool: asyncpg.Pool | asyncpg.Connection) -> list[Proje
             # The clock of the database and of the server that stamped received_at may disagree a little.
             seconds=max(0.0, float(row["seconds"] or 0)),
             stopped=row["stopped"],
+            error_position=row["error_position"],
             rebuilding=row["rebuilding"],
             rebuild_position=row["rebuild_position"],
             rebuild_head=row["rebuild_head"],

@@ -37,16 +37,15 @@ def readiness_handler(pool_of: Any, max_lag_s: float) -> Any:
             raise
         if version != head_revision():
             return _not_ready(f"schema at {version}, code expects {head_revision()}: run migrate")
-        stopped = await pool.fetch(
-            "SELECT name, error_position FROM projection_checkpoints WHERE error IS NOT NULL ORDER BY name"
-        )
+        lags = await projection_lags(pool)
+        stopped = [lag for lag in lags if lag.stopped]
         if stopped:
-            where = ", ".join(f"{row['name']} at event {row['error_position']}" for row in stopped)
+            where = ", ".join(f"{lag.name} at event {lag.error_position}" for lag in stopped)
             return _not_ready(
                 f"projection stopped on an error: {where}; see `mightycall-ingest projections status`"
             )
         # No projector running anywhere, or one that cannot keep up: the tables are going stale.
-        behind = [lag for lag in await projection_lags(pool) if lag.seconds > max_lag_s]
+        behind = [lag for lag in lags if lag.seconds > max_lag_s]
         if behind:
             where = ", ".join(f"{lag.name} by {lag.seconds:.0f} s ({lag.events} events)" for lag in behind)
             return _not_ready(
