@@ -141,6 +141,7 @@ class Replay:
         kinds = frozenset().union(*(shadow.projection.kinds for shadow in self._shadows))
         batches = _batches(reader, kinds, after=after, upto=upto, size=self._batch_size, ahead=overlap)
         writing: asyncio.Future[None] | None = None
+        reached = after
         try:
             async with contextlib.aclosing(batches):
                 async for records in batches:
@@ -171,6 +172,10 @@ class Replay:
                 await writing
                 writing = None
             await _write(writer, [self._flush(shadow) for shadow in self._shadows])
+            if progress is not None and reached != upto:
+                # The events after the last of our kinds, if any, are passed too: say so, or a replay
+                # of kinds that the log's last events are not of would never report reaching the head.
+                progress(upto)
         finally:
             if writing is not None:
                 # The replay failed while a batch was being written: that write's outcome does not

@@ -49,10 +49,14 @@ _PHONES = """
 class ProjectionFailed(Exception):
     """The event at `position` cannot be applied; the projection stops there rather than skip it."""
 
-    def __init__(self, position: int, cause: BaseException) -> None:
-        first_line = (str(cause).strip().splitlines() or [""])[0][:300]
-        super().__init__(f"event {position}: {type(cause).__name__}: {first_line}")
+    def __init__(self, position: int, cause: BaseException | str) -> None:
+        """`cause` is the error, or the `description` a ProjectionFailed had in another process."""
+        if isinstance(cause, BaseException):
+            first_line = (str(cause).strip().splitlines() or [""])[0][:300]
+            cause = f"{type(cause).__name__}: {first_line}"
+        super().__init__(f"event {position}: {cause}")
         self.position = position
+        self.description = cause
 
 
 async def head_position(conn: asyncpg.Connection) -> int:

@@ -65,11 +65,31 @@ async def test_each_rebuild_batch_and_each_swap_is_one_line(db_url, conn, org_id
     await _append_sms(conn, org_id, 25)
     caplog.set_level(logging.INFO, logger="mightycall.rebuild")
 
-    await rebuild_many(db_url, [PROJECTIONS["sms"], PROJECTIONS["calls"]], region=REGION, batch_size=10)
+    await rebuild_many(
+        db_url, [PROJECTIONS["sms"], PROJECTIONS["calls"]], region=REGION, batch_size=10, processes=1
+    )
 
     batches = _lines(caplog, "rebuild batch")
     assert [line["reached"] for line in batches] == [10, 20, 25]
     assert [line["events"] for line in batches] == [10, 10, 5]
     assert {(line["projections"], line["head"]) for line in batches} == {("sms, calls", 25)}
+    swaps = _lines(caplog, "rebuild swapped in")
+    assert [(line["projection"], line["position"]) for line in swaps] == [("sms", 25), ("calls", 25)]
+
+
+async def test_a_rebuild_split_over_processes_logs_each_part_s_batches_here(db_url, conn, org_id, caplog):
+    await _append_sms(conn, org_id, 25)
+    caplog.set_level(logging.INFO, logger="mightycall.rebuild")
+
+    await rebuild_many(
+        db_url, [PROJECTIONS["sms"], PROJECTIONS["calls"]], region=REGION, batch_size=10, processes=2
+    )
+
+    by_part: dict[str, list[tuple[int, int, int]]] = {}
+    for line in _lines(caplog, "rebuild batch"):
+        by_part.setdefault(line["projections"], []).append((line["reached"], line["events"], line["head"]))
+    # sms is replayed here; calls in a child process, whose replay finds no event of its kinds and
+    # still reports reaching the head.
+    assert by_part == {"sms": [(10, 10, 25), (20, 10, 25), (25, 5, 25)], "calls": [(25, 25, 25)]}
     swaps = _lines(caplog, "rebuild swapped in")
     assert [(line["projection"], line["position"]) for line in swaps] == [("sms", 25), ("calls", 25)]

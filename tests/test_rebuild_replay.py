@@ -94,12 +94,18 @@ async def test_any_batch_size_gives_the_live_rows(pool, conn, org_id, batch_size
         assert rows == live[projection.name], projection.name
 
 
-async def test_rebuilding_all_at_once_gives_what_rebuilding_one_at_a_time_gives(db_url, pool, conn, org_id):
+# One process; two (calls and recordings here, sms and reports in a child); three (two children).
+@pytest.mark.parametrize("processes", [1, 2, 4])
+async def test_rebuilding_all_at_once_gives_what_rebuilding_one_at_a_time_gives(
+    db_url, pool, conn, org_id, processes
+):
     live = await _live_tables(conn, pool, org_id)
     head = await head_position(conn)
 
     # Small batches: keys recur within a batch, in the next one, and after being written and evicted.
-    positions = await rebuild_many(db_url, PROJECTIONS.values(), region=REGION, batch_size=7)
+    positions = await rebuild_many(
+        db_url, PROJECTIONS.values(), region=REGION, batch_size=7, processes=processes
+    )
 
     assert positions == dict.fromkeys(PROJECTIONS, head)
     for projection in PROJECTIONS.values():
@@ -151,21 +157,29 @@ async def test_a_phone_book_too_big_to_hold_is_looked_up_batch_by_batch(
     live = await _live_tables(conn, pool, org_id)
     monkeypatch.setattr(replay, "PHONE_BOOK_LIMIT", 0)
 
-    await rebuild_many(db_url, PROJECTIONS.values(), region=REGION, batch_size=10)
+    # In this process alone: a child process would not see the patched limit.
+    await rebuild_many(db_url, PROJECTIONS.values(), region=REGION, batch_size=10, processes=1)
 
     for projection in PROJECTIONS.values():
         assert await table_rows(conn, projection.table.name) == live[projection.name], projection.name
 
 
-async def test_an_event_that_cannot_be_decoded_stops_the_rebuild_and_names_it(db_url, pool, conn, org_id):
+# With two processes, calls are replayed in this one and sms in a child: the child's failure is raised
+# here just the same, and stops the replay in this process too.
+@pytest.mark.parametrize(
+    ("kind", "bad_field"), [("calls", {"duration": -1}), ("sms", {"direction": "sideways"})]
+)
+async def test_an_event_that_cannot_be_decoded_stops_the_rebuild_and_names_it(
+    db_url, pool, conn, org_id, kind, bad_field
+):
     live = await _live_tables(conn, pool, org_id, events=8)
-    [bad] = await append_payloads(conn, org_id, [("calls", {**SEED["calls"], "duration": -1})])
+    [bad] = await append_payloads(conn, org_id, [(kind, {**SEED[kind], **bad_field})])
     await append_payloads(conn, org_id, _webhooks(100))
 
     with pytest.raises(
-        ProjectionFailed, match=rf"^event {bad.event_id}: InvalidPayload: .*duration"
+        ProjectionFailed, match=rf"^event {bad.event_id}: InvalidPayload: .*{next(iter(bad_field))}"
     ) as failed:
-        await rebuild_many(db_url, PROJECTIONS.values(), region=REGION, batch_size=3)
+        await rebuild_many(db_url, PROJECTIONS.values(), region=REGION, batch_size=3, processes=2)
 
     assert failed.value.position == bad.event_id
     for projection in PROJECTIONS.values():

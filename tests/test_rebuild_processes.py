@@ -1,0 +1,66 @@
+"""A rebuild's replays split over processes: which projections go together, and a child process never
+outlives the rebuild that started it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import psutil
+import pytest
+
+from projections.fill import Shadow
+from projections.rebuild import _parts, rebuild_many
+from projections.registry import PROJECTIONS
+from tests.support.payloads import SEED
+from tests.support.projecting import REGION, append_payloads, table_rows
+
+
+def _names(parts: list[list[Shadow]]) -> list[list[str]]:
+    return [[shadow.projection.name for shadow in part] for part in parts]
+
+
+@pytest.mark.parametrize(
+    ("processes", "expected"),
+    [
+        (1, [["calls", "recordings", "sms", "reports"]]),
+        # Recordings read call events too: one replay reads them for both.
+        (2, [["calls", "recordings"], ["sms", "reports"]]),
+        (3, [["calls", "recordings"], ["sms"], ["reports"]]),
+        (16, [["calls", "recordings"], ["sms"], ["reports"]]),
+    ],
+)
+def test_projections_that_read_the_same_kinds_share_a_replay(processes, expected):
+    shadows = [Shadow(projection, f"{projection.name}_shadow", []) for projection in PROJECTIONS.values()]
+
+    assert sorted(_names(_parts(shadows, processes))) == sorted(expected)
+
+
+def _is_filling(process: psutil.Process) -> bool:
+    try:
+        return "projections.fill_process" in process.cmdline()
+    except psutil.NoSuchProcess:
+        return False
+
+
+async def test_a_cancelled_rebuild_kills_its_child_process_and_leaves_the_live_tables(db_url, conn, org_id):
+    await append_payloads(conn, org_id, [("sms", {**SEED["sms"], "sms_id": f"sms-{n}"}) for n in range(400)])
+    before = await table_rows(conn, "mightycall_sms_messages")
+    here = psutil.Process()
+    # One event a batch: the child is far from done when it is seen.
+    rebuilding = asyncio.create_task(
+        rebuild_many(db_url, PROJECTIONS.values(), region=REGION, batch_size=1, processes=2)
+    )
+    children: list[psutil.Process] = []
+    for _ in range(1000):
+        children = [child for child in here.children() if _is_filling(child)]
+        if children or rebuilding.done():
+            break
+        await asyncio.sleep(0.01)
+    assert len(children) == 1
+
+    rebuilding.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await rebuilding
+
+    assert not children[0].is_running()
+    assert await table_rows(conn, "mightycall_sms_messages") == before
