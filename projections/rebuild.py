@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import asyncpg
 
-from projections.fill import Shadow, fill
+from projections.fill import SWAP_BACKLOG, Shadow, fill
 from projections.fill_process import fill_in_child
 from projections.model import Projection
 from projections.rebuild_progress import published_progress
@@ -149,7 +149,7 @@ async def _fill_part(
     batch_size: int,
     progress: Progress | None,
 ) -> int:
-    """Fill the part's shadows: in this process on `writer`, or in a child process without one."""
+    """Fill the part's shadows: in this process on `writer`, or in a child process when there is none."""
     names = [shadow.projection.name for shadow in part]
     async with published_progress(database_url, names) as publish:
         report = _Report(", ".join(names), progress, publish)
@@ -159,6 +159,39 @@ async def _fill_part(
             )
         async with connect(database_url) as reader:
             return await fill(reader, writer, part, region=region, batch_size=batch_size, on_batch=report)
+
+
+async def _swap_in(
+    conn: asyncpg.Connection,
+    shadow: Shadow,
+    position: int,
+    *,
+    region: str,
+    batch_size: int,
+    progress: Progress | None,
+) -> int:
+    projection = shadow.projection
+    # A part filled early has fallen behind while the others finished: catch up outside the swap's
+    # transaction, so that the live projector does not wait on it.
+    head = await head_position(conn)
+    while head - position > SWAP_BACKLOG:
+        position = await project_batch(
+            conn, projection, shadow.table, after=position, upto=head, limit=batch_size, region=region
+        )
+    for attempt in range(1, _SWAP_ATTEMPTS + 1):
+        try:
+            position = await _swap(
+                conn, projection, shadow.table, position, region=region, batch_size=batch_size
+            )
+            break
+        except asyncpg.LockNotAvailableError:
+            if attempt == _SWAP_ATTEMPTS:
+                raise
+            await asyncio.sleep(attempt)
+    _log.info("rebuild swapped in", extra={"fields": {"projection": projection.name, "position": position}})
+    if progress is not None:
+        progress(projection.name, position, position)
+    return position
 
 
 async def rebuild_many(
@@ -171,19 +204,20 @@ async def rebuild_many(
     processes: int | None = None,
 ) -> dict[str, int]:
     """Rebuild the projections' tables; returns the position each new table is at, by projection name.
+    No table is swapped in until every one is filled: an event that stops one rebuild stops them all.
 
     The replays use up to `processes` processes, by default one per core this process may run on. Only
     registered projections can be filled in another process: a rebuild of any other runs in this one."""
     chosen = list({projection.name: projection for projection in projections}.values())
     if processes is None:
-        processes = len(os.sched_getaffinity(0))
+        processes = _usable_cores()
     if any(PROJECTIONS.get(projection.name) is not projection for projection in chosen):
         processes = 1
     positions = {}
     async with connect(database_url) as writer:
         shadows = [await _create_shadow(writer, projection) for projection in chosen]
         parts = _parts(shadows, processes)
-        # The first part is filled here, the others each in a child process.
+        # The first part is filled on this process's connection, the others each in a child process.
         try:
             async with asyncio.TaskGroup() as group:
                 filling = [
@@ -205,29 +239,17 @@ async def rebuild_many(
             raise failed.exceptions[0] from None
         for part, filled in zip(parts, filling, strict=True):
             for shadow in part:
-                projection = shadow.projection
-                for attempt in range(1, _SWAP_ATTEMPTS + 1):
-                    try:
-                        positions[projection.name] = await _swap(
-                            writer,
-                            projection,
-                            shadow.table,
-                            filled.result(),
-                            region=region,
-                            batch_size=batch_size,
-                        )
-                        break
-                    except asyncpg.LockNotAvailableError:
-                        if attempt == _SWAP_ATTEMPTS:
-                            raise
-                        await asyncio.sleep(attempt)
-                _log.info(
-                    "rebuild swapped in",
-                    extra={"fields": {"projection": projection.name, "position": positions[projection.name]}},
+                positions[shadow.projection.name] = await _swap_in(
+                    writer, shadow, filled.result(), region=region, batch_size=batch_size, progress=progress
                 )
-                if progress is not None:
-                    progress(projection.name, positions[projection.name], positions[projection.name])
     return positions
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on (its affinity, where the system has one: Linux), else all."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 async def rebuild(

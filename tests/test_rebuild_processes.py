@@ -1,5 +1,5 @@
-"""A rebuild's replays split over processes: which projections go together, and a child process never
-outlives the rebuild that started it."""
+"""A rebuild's replays split over processes: which projections go together, a part filled early
+catching up before its swap, and a child process never outliving the rebuild that started it."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import asyncio
 import psutil
 import pytest
 
-from projections.fill import Shadow
-from projections.rebuild import _parts, rebuild_many
+from projections.fill import SWAP_BACKLOG, Shadow
+from projections.rebuild import _parts, _swap_in, build_shadow, rebuild_many
 from projections.registry import PROJECTIONS
+from projections.runner import head_position
+from service.db import create_pool
 from tests.support.payloads import SEED
-from tests.support.projecting import REGION, append_payloads, table_rows
+from tests.support.projecting import REGION, append_payloads, catch_up, table_rows
 
 
 def _names(parts: list[list[Shadow]]) -> list[list[str]]:
@@ -64,3 +66,31 @@ async def test_a_cancelled_rebuild_kills_its_child_process_and_leaves_the_live_t
 
     assert not children[0].is_running()
     assert await table_rows(conn, "mightycall_sms_messages") == before
+
+
+async def test_a_part_filled_long_before_the_head_catches_up_and_swaps_in_every_event(db_url, conn, org_id):
+    def sms(n: int) -> tuple[str, dict]:
+        return ("sms", {**SEED["sms"], "sms_id": f"sms-{n}", "status": str(n)})
+
+    await append_payloads(conn, org_id, [sms(n) for n in range(50)])
+    projection = PROJECTIONS["sms"]
+    table, position = await build_shadow(conn, projection, region=REGION, batch_size=10, progress=None)
+    # While the other parts were still being filled, the log moved on by more than a swap applies.
+    await append_payloads(conn, org_id, [sms(n) for n in range(50, 50 + 2 * SWAP_BACKLOG)])
+    head = await head_position(conn)
+
+    swapped = await _swap_in(
+        conn, Shadow(projection, table, []), position, region=REGION, batch_size=300, progress=None
+    )
+
+    assert (position, swapped) == (50, head)
+    rebuilt = await table_rows(conn, "mightycall_sms_messages")
+    pool = await create_pool(db_url)
+    try:
+        await conn.execute("TRUNCATE mightycall_sms_messages")
+        await conn.execute("UPDATE projection_checkpoints SET position = 0 WHERE name = 'sms'")
+        await catch_up(pool, projections=[projection])
+    finally:
+        await pool.close()
+    assert rebuilt == await table_rows(conn, "mightycall_sms_messages")
+    assert len(rebuilt) == head
