@@ -28,7 +28,7 @@ from bench.fill_log import fill_log
 from bench.harness import BENCH, ROOT, SECRET, LoadResult, bench_database, cli, median_result, server, wrk
 from bench.live_lag import live_lag
 from bench.rebuild_bench import measure
-from bench.servers import compare_servers
+from bench.servers import SERVE, compare_servers
 
 PORT = 18_700
 PEER = BENCH / "peers" / "fastapi_orm"
@@ -178,7 +178,13 @@ def _table(results: dict[str, Any]) -> str:
         for name, r in results["servers"]["configurations"].items():
             rate, p99 = r["requests_per_s"], r["p99_ms"]
             lines.append(f"  {name:<26}{rate:>10,.0f}{'':>9}{p99:>9.1f}{r['errors']:>8}")
-        lines.append(f"  fastest: {results['servers']['fastest']}")
+        servers = results["servers"]
+        verdict = "serve should switch to it" if servers["winner"] != SERVE else "serve stays as it is"
+        lines.append(
+            f"  fastest: {servers['fastest']}, {servers['margin_over_serve']:+.1%} over serve, against"
+            f" run-to-run spreads of {servers['configurations'][servers['fastest']]['spread']:.0%}"
+            f" and {servers['configurations'][SERVE]['spread']:.0%}: {verdict}"
+        )
     ratios = results["ratios"]
     lines.append(f"service / peer: {ratios.get('service_over_peer', float('nan')):.1f}x; "
                  f"every 2xx in the log: {ingest_['service']['every_2xx_logged']}")  # fmt: skip

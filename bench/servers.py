@@ -13,7 +13,10 @@ from typing import Any
 
 from bench.harness import SECRET, server, wrk
 
-__all__ = ["compare_servers"]
+__all__ = ["SERVE", "compare_servers"]
+
+SERVE = "uvicorn, 1 worker (serve)"
+"""What `serve` runs."""
 
 
 def _configurations(port: int) -> dict[str, list[str]]:
@@ -25,7 +28,7 @@ def _configurations(port: int) -> dict[str, list[str]]:
     )
     uvicorn = f"{python} -m uvicorn service.asgi:app --port {port} --no-access-log --log-level warning"
     return {
-        "uvicorn, 1 worker (serve)": [python, "-m", "service.cli", "serve", "--port", str(port)],
+        SERVE: [python, "-m", "service.cli", "serve", "--port", str(port)],
         "uvicorn, 2 workers": ["sh", "-c", f"{beside}{uvicorn} --workers 2"],
         "granian, 1 worker": ["sh", "-c", f"{beside}{granian} --workers 1 service.asgi:app"],
         "granian, 2 workers": ["sh", "-c", f"{beside}{granian} --workers 2 service.asgi:app"],
@@ -47,7 +50,23 @@ def compare_servers(url: str, org: str, port: int, runs: int, seconds: int) -> d
             "requests_per_s": statistics.median(r.requests_per_s for r in results),
             "p99_ms": statistics.median(r.p99_ms for r in results),
             "errors": sum(r.errors for r in results),
+            "spread": _spread([r.requests_per_s for r in results]),
         }
         for name, results in measured.items()
     }
-    return {"configurations": found, "fastest": max(found, key=lambda name: found[name]["requests_per_s"])}
+    fastest = max(found, key=lambda name: found[name]["requests_per_s"])
+    margin = found[fastest]["requests_per_s"] / found[SERVE]["requests_per_s"] - 1
+    # On a shared machine the order of close configurations changes from run to run: `serve` changes
+    # only for one that is faster by more than either's own spread over the runs.
+    beats_serve = margin > max(found[fastest]["spread"], found[SERVE]["spread"])
+    return {
+        "configurations": found,
+        "fastest": fastest,
+        "margin_over_serve": round(margin, 3),
+        "winner": fastest if beats_serve else SERVE,
+    }
+
+
+def _spread(rates: list[float]) -> float:
+    """(slowest to fastest run) / median."""
+    return round((max(rates) - min(rates)) / statistics.median(rates), 3)
