@@ -9,6 +9,7 @@ import psutil
 import pytest
 
 from projections.fill import SWAP_BACKLOG, Shadow
+from projections.fill_process import fill_in_child
 from projections.rebuild import _parts, _swap_in, build_shadow, rebuild_many
 from projections.registry import PROJECTIONS
 from projections.runner import head_position
@@ -94,3 +95,19 @@ async def test_a_part_filled_long_before_the_head_catches_up_and_swaps_in_every_
         await pool.close()
     assert rebuilt == await table_rows(conn, "mightycall_sms_messages")
     assert len(rebuilt) == head
+
+
+async def test_a_child_that_dies_of_anything_else_is_an_error_naming_what_it_was_filling(
+    db_url, conn, org_id, capfd
+):
+    await append_payloads(conn, org_id, [("sms", SEED["sms"])])
+    # A table that does not exist: the child's first write fails with an error of the database's.
+    missing = Shadow(PROJECTIONS["sms"], "no_such_table__rebuild", [])
+
+    with pytest.raises(RuntimeError, match=r"^filling sms failed in a child process \(exit status 1\)"):
+        await fill_in_child(
+            db_url, [missing], region=REGION, batch_size=10, on_batch=lambda head, reached: None
+        )
+
+    # Its traceback went to the parent's standard error, where the message points.
+    assert "no_such_table__rebuild" in capfd.readouterr().err
