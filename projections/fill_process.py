@@ -3,7 +3,7 @@
 A replay is Python work for most of its time, and Python runs one thread at a time: split over two
 processes, the replays of a rebuild use two cores. The parent writes the job to the child's stdin (so
 the database URL never shows in the process list) and reads one JSON line per batch from its stdout,
-then the outcome. Anything else the child has to say, a traceback say, goes to stderr, which is the
+then the outcome. Anything else the child has to say (a traceback, for one) goes to stderr, which is the
 parent's.
 
     python -m projections.fill_process < job.json
