@@ -40,8 +40,8 @@ _REPLACED_SUFFIX = "__replaced"
 
 DEFAULT_BATCH_SIZE = 8_000
 """Events per batch of each replay: fewer round trips per event, against memory. Measured on a log of
-1M events (make bench), a replay process peaks at about 85 MB with 8,000 and 140 MB with 20,000, for
-the same speed within the noise."""
+1M events (make bench), a replay process peaks at 85–100 MB with 8,000 and about 140 MB with 20,000,
+for the same speed within the noise."""
 
 Progress = Callable[[str, int, int], None]
 """Called with (projection names, position reached, head position) after each batch."""
