@@ -40,7 +40,7 @@ _REPLACED_SUFFIX = "__replaced"
 
 DEFAULT_BATCH_SIZE = 8_000
 """Events per batch of each replay: fewer round trips per event, against memory. Measured on a log of
-1M events (make bench), a replay process peaks at 85–100 MB with 8,000 and about 140 MB with 20,000,
+1M events (make bench), a replay process peaks at 85 to 100 MB with 8,000 and about 140 MB with 20,000,
 for the same speed within the noise."""
 
 Progress = Callable[[str, int, int], None]

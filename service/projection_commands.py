@@ -70,29 +70,45 @@ async def rebuild_projections(url: str, settings: Settings, names: Sequence[str]
 
 
 class _ProgressReport:
-    """A progress bar on a terminal; a plain line every few seconds otherwise (logs, CI)."""
+    """A progress bar on a terminal; a plain line every few seconds otherwise (logs, CI). A rebuild
+    replays in up to one process per core: the bar follows the replay furthest behind, and the plain
+    lines come for each replay."""
 
     def __init__(self, out: TextIO, every_s: float = 5.0) -> None:
         self._out = out
         self._tty = out.isatty()
-        self._started = self._last = time.monotonic()
+        self._started = time.monotonic()
         self._every_s = every_s
+        self._latest: dict[str, tuple[int, int]] = {}
+        self._written: dict[str, float] = {}
         self._line = ""
 
     def __call__(self, name: str, position: int, head: int) -> None:
         now = time.monotonic()
-        rate = position / max(now - self._started, 1e-6)
-        eta = (head - position) / rate if rate > 0 else 0.0
+        self._latest[name] = (position, head)
         if self._tty:
-            filled = int(30 * position / head) if head else 30
+            name, (position, head) = min(self._latest.items(), key=lambda item: _done(*item[1]))
+            rate, eta = self._pace(now, position, head)
+            filled = int(30 * _done(position, head))
             bar = "#" * filled + "." * (30 - filled)
-            self._line = f"\r{name:<11}[{bar}] {position:,}/{head:,} events  {rate:,.0f}/s  ETA {eta:,.0f}s"
-            self._out.write(self._line)
+            line = f"\r{name} [{bar}] {position:,}/{head:,} events  {rate:,.0f}/s  ETA {eta:,.0f}s"
+            # Shorter than the line before it: blank out what would be left of that one.
+            self._out.write(line.ljust(len(self._line)))
             self._out.flush()
-        elif now - self._last >= self._every_s or position == head:
-            self._last = now
+            self._line = line
+        elif now - self._written.get(name, self._started) >= self._every_s or position == head:
+            self._written[name] = now
+            rate, eta = self._pace(now, position, head)
             self._out.write(f"{name}: {position:,}/{head:,} events, {rate:,.0f}/s, ETA {eta:,.0f}s\n")
+
+    def _pace(self, now: float, position: int, head: int) -> tuple[float, float]:
+        rate = position / max(now - self._started, 1e-6)
+        return rate, (head - position) / rate if rate > 0 else 0.0
 
     def finish(self) -> None:
         if self._tty and self._line:
             self._out.write("\n")
+
+
+def _done(position: int, head: int) -> float:
+    return position / head if head else 1.0

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
 
+from service.projection_commands import _ProgressReport
 from tests.support.cli import run_cli
 from tests.support.payloads import SEED
 from tests.support.projecting import append_payloads
@@ -49,3 +51,39 @@ async def test_rebuild_needs_known_names(db_url, conn, args):
     assert code != 0
     assert out == b""
     assert "\n" not in err.strip() and "calls, sms, recordings, reports" in err
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_the_bar_follows_the_replay_furthest_behind():
+    out = _Terminal()
+    report = _ProgressReport(out)
+
+    report("calls, recordings", 800, 1000)
+    report("sms, reports", 300, 1000)
+    report("calls, recordings", 900, 1000)
+    assert out.getvalue().split("\r")[-1].startswith("sms, reports [#########.....")
+    assert " 300/1,000 events" in out.getvalue().split("\r")[-1]
+
+    report("sms, reports", 1000, 1000)
+    assert out.getvalue().split("\r")[-1].startswith("calls, recordings [")
+    assert " 900/1,000 events" in out.getvalue().split("\r")[-1]
+    report.finish()
+    assert out.getvalue().endswith("\n")
+
+
+def test_off_a_terminal_a_line_comes_for_each_replay_that_finishes():
+    out = io.StringIO()
+    report = _ProgressReport(out, every_s=3600)
+
+    report("calls, recordings", 10, 20)
+    report("sms, reports", 20, 20)
+    report("calls, recordings", 20, 20)
+
+    assert [line.split(",")[0:2] for line in out.getvalue().splitlines()] == [
+        ["sms", " reports: 20/20 events"],
+        ["calls", " recordings: 20/20 events"],
+    ]
