@@ -23,6 +23,7 @@ from service import migrations
 from service.app import create_app
 from service.config import Settings
 from service.embedded import embedded_server
+from service.grants import grant_service_role
 from tests.support.databases import with_database
 from tests.support.http import SECOND_SECRET, SECRET
 
@@ -86,6 +87,20 @@ async def org_id(conn: asyncpg.Connection) -> uuid.UUID:
     org = uuid.uuid4()
     await conn.execute("INSERT INTO organizations (id, name) VALUES ($1, 'Acme')", org)
     return org
+
+
+@pytest.fixture
+async def granted_role(conn: asyncpg.Connection) -> AsyncIterator[str]:
+    """A role with what `migrate` grants MIGHTYCALL_SERVICE_ROLE, for one test (roles are cluster-wide,
+    hence the random name); dropped afterwards, `conn` back to its own role first."""
+    role = f"mc_service_{uuid.uuid4().hex[:8]}"
+    await conn.execute(f'CREATE ROLE "{role}"')
+    try:
+        await grant_service_role(conn, role)
+        yield role
+    finally:
+        await conn.execute("RESET ROLE")
+        await conn.execute(f'DROP OWNED BY "{role}"; DROP ROLE "{role}"')
 
 
 @pytest.fixture

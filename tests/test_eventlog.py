@@ -13,7 +13,6 @@ import pytest
 
 from service.chain import GENESIS_HASH, event_hash, row_hash
 from service.eventlog import CHANNEL, Appended, Delivery, append
-from service.grants import grant_service_role
 from service.verify import verify_log
 from tests.support.deliveries import delivery
 
@@ -60,30 +59,23 @@ async def test_head_only_moves_forward(conn, logged, statement):
     assert await conn.fetchval("SELECT position FROM event_log_head") == 2
 
 
-async def test_service_role_can_append_but_never_change(db_url, conn, org_id):
-    role = f"mc_service_{uuid.uuid4().hex[:8]}"
-    await conn.execute(f'CREATE ROLE "{role}"')
-    try:
-        await grant_service_role(conn, role)
-        await conn.execute(f'SET ROLE "{role}"')
-        await append_now(conn, [delivery(org_id, 1)])
-        assert await conn.fetchval("SELECT count(*) FROM event_log") == 1
-        # The privilege check comes before any trigger: this role is stopped by the grants alone.
-        for statement in (
-            "UPDATE event_log SET external_id = 'x'",
-            "DELETE FROM event_log",
-            "TRUNCATE event_log",
-            "ALTER TABLE event_log DISABLE TRIGGER ALL",
-        ):
-            with pytest.raises(asyncpg.InsufficientPrivilegeError, match=r"permission denied|must be owner"):
-                await conn.execute(statement)
-        for privilege in ("UPDATE", "DELETE", "TRUNCATE"):
-            assert not await conn.fetchval("SELECT has_table_privilege('event_log', $1)", privilege)
-        for privilege in ("SELECT", "INSERT"):
-            assert await conn.fetchval("SELECT has_table_privilege('event_log', $1)", privilege)
-    finally:
-        await conn.execute("RESET ROLE")
-        await conn.execute(f'DROP OWNED BY "{role}"; DROP ROLE "{role}"')
+async def test_service_role_can_append_but_never_change(db_url, conn, org_id, granted_role):
+    await conn.execute(f'SET ROLE "{granted_role}"')
+    await append_now(conn, [delivery(org_id, 1)])
+    assert await conn.fetchval("SELECT count(*) FROM event_log") == 1
+    # The privilege check comes before any trigger: this role is stopped by the grants alone.
+    for statement in (
+        "UPDATE event_log SET external_id = 'x'",
+        "DELETE FROM event_log",
+        "TRUNCATE event_log",
+        "ALTER TABLE event_log DISABLE TRIGGER ALL",
+    ):
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match=r"permission denied|must be owner"):
+            await conn.execute(statement)
+    for privilege in ("UPDATE", "DELETE", "TRUNCATE"):
+        assert not await conn.fetchval("SELECT has_table_privilege('event_log', $1)", privilege)
+    for privilege in ("SELECT", "INSERT"):
+        assert await conn.fetchval("SELECT has_table_privilege('event_log', $1)", privilege)
 
 
 async def test_rolled_back_append_leaves_no_hole(conn, org_id):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import asyncpg
 import pytest
@@ -13,7 +12,6 @@ from projections.registry import PROJECTIONS
 from projections.runner import step
 from projections.status import projection_statuses
 from service.db import create_pool
-from service.grants import grant_service_role
 from tests.support.payloads import SEED
 from tests.support.projecting import REGION, append_payloads, catch_up, rebuilt_rows, table_rows
 
@@ -179,21 +177,19 @@ async def _true(value: bool) -> bool:
     return value
 
 
-async def test_the_least_privileged_service_role_can_append_and_project(db_url, conn, org_id):
-    role = f"mc_service_{uuid.uuid4().hex[:8]}"
-    await conn.execute(f'CREATE ROLE "{role}"')
-    await grant_service_role(conn, role)
-    service = await asyncpg.create_pool(db_url, min_size=1, max_size=2, server_settings={"role": role})
+async def test_the_least_privileged_service_role_can_append_and_project(db_url, conn, org_id, granted_role):
+    service = await asyncpg.create_pool(
+        db_url, min_size=1, max_size=2, server_settings={"role": granted_role}
+    )
     try:
         async with service.acquire() as as_service:
-            assert await as_service.fetchval("SELECT current_user") == role
+            assert await as_service.fetchval("SELECT current_user") == granted_role
             await append_payloads(
                 as_service, org_id, [("calls", SEED["calls"]), ("reports", SEED["reports"])]
             )
         await catch_up(service)
     finally:
         await service.close()
-        await conn.execute(f'DROP OWNED BY "{role}"; DROP ROLE "{role}"')
 
     assert await conn.fetchval("SELECT count(*) FROM calls") == 1
     assert await conn.fetchval("SELECT count(*) FROM mightycall_reports") == 6

@@ -6,12 +6,10 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
-from service.grants import grant_service_role
 from service.verify import record_verification, take_checkpoint, verify_log
 from tests.support.cli import run_cli
 from tests.support.hostile import ALL_TOKEN, audited_client
@@ -116,21 +114,8 @@ async def test_the_table_refuses_an_incoherent_result(conn, values):
         await conn.execute(f"INSERT INTO audit_verifications ({_COLUMNS}) VALUES ({values})")
 
 
-@pytest.fixture
-async def service_role(conn: asyncpg.Connection) -> AsyncIterator[str]:
-    """The role `migrate` grants (MIGHTYCALL_SERVICE_ROLE), taken on by `conn` itself."""
-    role = f"mc_service_{uuid.uuid4().hex[:8]}"
-    await conn.execute(f'CREATE ROLE "{role}"')
-    try:
-        await grant_service_role(conn, role)
-        yield role
-    finally:
-        await conn.execute("RESET ROLE")
-        await conn.execute(f'DROP OWNED BY "{role}"; DROP ROLE "{role}"')
-
-
-async def test_the_service_role_records_but_can_never_change_a_result(conn, log, service_role):
-    await conn.execute(f'SET ROLE "{service_role}"')
+async def test_the_granted_role_records_but_can_never_change_a_result(conn, log, granted_role):
+    await conn.execute(f'SET ROLE "{granted_role}"')
 
     assert await record_verification(conn, await verify_log(conn), by="api")
 
@@ -148,12 +133,12 @@ async def test_the_service_role_records_but_can_never_change_a_result(conn, log,
 
 
 @pytest.mark.parametrize("refusal", ["read-only", "no-privilege"])
-async def test_a_result_that_cannot_be_recorded_still_stands(conn, log, service_role, caplog, refusal):
+async def test_a_result_that_cannot_be_recorded_still_stands(conn, log, granted_role, caplog, refusal):
     if refusal == "read-only":
         await conn.execute("SET default_transaction_read_only = on")
     else:
-        await conn.execute(f'REVOKE INSERT ON audit_verifications FROM "{service_role}"')
-        await conn.execute(f'SET ROLE "{service_role}"')
+        await conn.execute(f'REVOKE INSERT ON audit_verifications FROM "{granted_role}"')
+        await conn.execute(f'SET ROLE "{granted_role}"')
     result = await verify_log(conn)
 
     assert not await record_verification(conn, result, by="api")
