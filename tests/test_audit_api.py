@@ -21,7 +21,7 @@ from litestar.testing import AsyncTestClient
 
 from service.app import create_app
 from service.config import Settings
-from tests.support.http import SECOND_SECRET, SECRET, bearer
+from tests.support.http import AUDIT_PATHS, SECOND_SECRET, SECRET, bearer
 from tests.support.payloads import DROP, PATHS, body_for
 
 ALL_TOKEN = "audit-all-token-123"
@@ -39,16 +39,6 @@ ENVELOPE_KEYS = {
     "payload",
 }
 EXPORT_KEYS = ENVELOPE_KEYS | {"content_type", "prev_hash", "hash", "body_base64"}
-AUDIT_PATHS = [
-    "/audit/events",
-    "/audit/events/1",
-    "/audit/events/1/raw",
-    "/audit/export",
-    "/audit/rejected",
-    "/audit/verify",
-    "/audit/checkpoint",
-    "/audit/trace?table=calls&key=call_1",
-]
 
 
 def auth(token: str) -> dict[str, str]:

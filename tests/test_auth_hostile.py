@@ -16,18 +16,8 @@ from litestar.testing import AsyncTestClient
 from service.config import Settings
 from service.logs import JsonFormatter
 from tests.support.hostile import ALL_TOKEN, ORG_TOKEN, SECRETS, assert_safe, audited_client, counts
-from tests.support.http import SECOND_SECRET, SECRET
+from tests.support.http import AUDIT_PATHS, SECOND_SECRET, SECRET
 from tests.support.payloads import PATHS, body_for
-
-AUDIT_PATHS = [
-    "/audit/events",
-    "/audit/events/1",
-    "/audit/events/1/raw",
-    "/audit/export",
-    "/audit/rejected",
-    "/audit/verify",
-    "/audit/checkpoint",
-]
 
 
 def near_misses(secret: str) -> list[str]:
