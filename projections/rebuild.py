@@ -173,11 +173,9 @@ async def _swap_in(
     projection = shadow.projection
     # A part filled early has fallen behind while the others finished: catch up outside the swap's
     # transaction, so that the live projector does not wait on it.
-    head = await head_position(conn)
-    while head - position > SWAP_BACKLOG:
-        position = await project_batch(
-            conn, projection, shadow.table, after=position, upto=head, limit=batch_size, region=region
-        )
+    position = await _catch_up(
+        conn, projection, shadow.table, position, leave=SWAP_BACKLOG, region=region, batch_size=batch_size
+    )
     for attempt in range(1, _SWAP_ATTEMPTS + 1):
         try:
             position = await _swap(
@@ -281,11 +279,9 @@ async def _swap(
         await conn.execute(f"SET LOCAL lock_timeout = '{_SWAP_LOCK_TIMEOUT}'")
         # Holding the checkpoint row keeps the live projector from writing this table until we commit.
         await conn.execute("SELECT 1 FROM projection_checkpoints WHERE name = $1 FOR UPDATE", projection.name)
-        head = await head_position(conn)
-        while position < head:
-            position = await project_batch(
-                conn, projection, shadow, after=position, upto=head, limit=batch_size, region=region
-            )
+        position = await _catch_up(
+            conn, projection, shadow, position, leave=0, region=region, batch_size=batch_size
+        )
         grants = await conn.fetch(
             """
             SELECT grantee, string_agg(privilege_type, ', ') AS privileges
@@ -323,6 +319,26 @@ async def _swap(
             projection.version,
         )
         await conn.execute("DELETE FROM rebuild_progress WHERE name = $1", projection.name)
+    return position
+
+
+async def _catch_up(
+    conn: asyncpg.Connection,
+    projection: Projection,
+    table: str,
+    position: int,
+    *,
+    leave: int,
+    region: str,
+    batch_size: int,
+) -> int:
+    """Apply the log, up to its head as it is now, to the shadow `table` with the live projector's
+    batches until at most `leave` events are left; returns the position reached."""
+    head = await head_position(conn)
+    while head - position > leave:
+        position = await project_batch(
+            conn, projection, table, after=position, upto=head, limit=batch_size, region=region
+        )
     return position
 
 
