@@ -15,6 +15,7 @@ from collections.abc import Iterable
 
 import asyncpg
 
+from projections.joint_step import step_together
 from projections.model import Projection
 from projections.runner import ProjectionFailed, step
 from service.db import connect, is_unavailable
@@ -97,8 +98,26 @@ class LiveProjector:
     async def catch_up(self, stop: asyncio.Event | None = None) -> None:
         """Apply everything committed so far to every projection that is not stopped, or until `stop`:
         under steady load there is always more, and a shutdown must not wait for a quiet moment."""
+        try:
+            async with self._pool.acquire() as conn:
+                while not _is_set(stop) and await step_together(
+                    conn, self._projections, limit=self._batch_size, region=self._region
+                ):
+                    pass
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise
+            # One projection's part failed the joint batch, and with it the others': stepped each alone,
+            # the others go on and the one to blame is found and stopped.
+            _log.info(
+                "joint projector batch failed; stepping each projection alone",
+                extra={"fields": {"error": type(exc).__name__}},
+            )
+            await self._catch_up_each(stop)
+
+    async def _catch_up_each(self, stop: asyncio.Event | None) -> None:
         pending = list(self._projections)
-        while pending and not (stop is not None and stop.is_set()):
+        while pending and not _is_set(stop):
             pending = [projection for projection in pending if await self._advance(projection)]
 
     async def _advance(self, projection: Projection) -> bool:
@@ -146,6 +165,10 @@ async def _wait_any(events: tuple[asyncio.Event, ...], seconds: float) -> None:
     finally:
         for waiter in waiters:
             waiter.cancel()
+
+
+def _is_set(stop: asyncio.Event | None) -> bool:
+    return stop is not None and stop.is_set()
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> bool:
