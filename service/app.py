@@ -39,7 +39,7 @@ from service.errors import (
 from service.health import health, readiness_handler
 from service.metrics import metrics_handler
 from service.orgs import OrgResolver
-from service.request_ids import request_id_middleware
+from service.request_ids import add_request_id, request_id
 from service.webhooks import BODY_TIMEOUT_S, Ingestion, webhook_handlers
 
 __all__ = ["create_app"]
@@ -118,7 +118,7 @@ def create_app(settings: Settings, database_url: str, *, body_timeout_s: float =
             metrics_handler(ingestion.metrics, lambda: ingestion.pool),
         ],
         lifespan=[lifespan],
-        middleware=[request_id_middleware],
+        before_send=[add_request_id],
         exception_handlers={
             IngestError: _ingest_error,
             HTTPException: _http_error,
@@ -167,6 +167,6 @@ def _unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Respon
     _log.error(
         "unexpected error",
         exc_info=exc,
-        extra={"fields": {"path": request.url.path, "request_id": request.state.get("request_id")}},
+        extra={"fields": {"path": request.url.path, "request_id": request_id(request.scope)}},
     )
     return _error(500, "internal_error", "unexpected error; it has been logged")

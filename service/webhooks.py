@@ -32,6 +32,7 @@ from service.metrics import Metrics
 from service.orgs import OrgResolver
 from service.payloads import KINDS, decode_delivery
 from service.rejections import record_rejection
+from service.request_ids import request_id as request_id_of
 
 __all__ = ["BODY_TIMEOUT_S", "WEBHOOK_PATHS", "Ingestion", "webhook_handlers"]
 
@@ -68,7 +69,7 @@ class Ingestion:
 
     async def receive(self, kind: str, request: Request[Any, Any, Any]) -> Response[bytes]:
         started = time.perf_counter()
-        request_id: str | None = request.state.get("request_id")
+        request_id = request_id_of(request.scope)
         try:
             appended, org_id = await self._ingest(kind, request, request_id)
         except IngestError as exc:

@@ -113,6 +113,17 @@ async def test_refusals_before_any_database_work_still_carry_an_id(client, conn,
     assert await conn.fetchval("SELECT count(*) FROM event_log") == 0
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/no-such-route", 404), ("GET", "/functions/v1/mightycall-sms-webhook", 405)],
+)
+async def test_litestars_own_answers_carry_an_id_too(client, method, path, status):
+    response = await client.request(method, path, headers={"X-Request-Id": "lb-7f3a"})
+
+    assert response.status_code == status
+    assert response.headers["x-request-id"] == "lb-7f3a"
+
+
 async def test_auditors_find_an_event_by_the_id_in_a_log_line(client, org_id):
     ids = []
     for n in range(3):
