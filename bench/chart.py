@@ -13,9 +13,10 @@ import matplotlib.pyplot as plt
 
 def draw(results: dict[str, Any], path: Path) -> None:
     ingest = results["ingest"]
-    names = [name for name in ("http_ceiling", "service", "peer") if name in ingest]
+    names = [name for name in ("http_ceiling", "bare_durable", "service", "peer") if name in ingest]
     labels = {
         "http_ceiling": "HTTP ceiling\n(no database)",
+        "bare_durable": "bare durable\nreceiver",
         "service": "this service",
         "peer": "FastAPI + ORM\npeer",
     }

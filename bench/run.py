@@ -93,6 +93,13 @@ def ingest(url: str, org: str, runs: int, seconds: int) -> dict[str, Any]:
         found["http_ceiling"] = _load(PORT, org, "ceiling", runs, seconds).as_json()
 
     env = {"DATABASE_URL": url, "MIGHTYCALL_WEBHOOK_SECRET": SECRET}
+    bare_app = [python, "-m", "uvicorn", "bench.bare_durable_app:app", "--port", str(PORT + 5)]
+    _checkpoint(url)
+    with server([*bare_app, "--log-level", "warning", "--no-access-log"], PORT + 5, env=env):
+        bare = _load(PORT + 5, org, "bare", runs, seconds)
+    committed = _count(url, "bench_bare_log")
+    found["bare_durable"] = {**bare.as_json(), "every_2xx_logged": committed >= bare.requests}
+
     before = _count(url, "event_log")
     _checkpoint(url)
     with (
@@ -159,8 +166,13 @@ def _table(results: dict[str, Any]) -> str:
     ingest_ = results["ingest"]
     ceiling = ingest_["http_ceiling"]["requests_per_s"]
     lines = [f"{'configuration':<28}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'vs ceiling':>12}"]
-    for name, label in (("http_ceiling", "HTTP ceiling (no database)"), ("service", "this service"),
-                        ("peer", "FastAPI + ORM peer")):  # fmt: skip
+    labels = (
+        ("http_ceiling", "HTTP ceiling (no database)"),
+        ("bare_durable", "bare durable receiver"),
+        ("service", "this service"),
+        ("peer", "FastAPI + ORM peer"),
+    )
+    for name, label in labels:
         if name in ingest_:
             r = ingest_[name]
             lines.append(
@@ -233,6 +245,8 @@ def main() -> None:
         results["rebuild"] = rebuilds(url, org, events, runs)
     results["ratios"] = {
         "service_over_http_ceiling": service / ceiling,
+        "bare_durable_over_http_ceiling": results["ingest"]["bare_durable"]["requests_per_s"] / ceiling,
+        "service_over_bare_durable": service / results["ingest"]["bare_durable"]["requests_per_s"],
         "rebuild_over_ceiling": results["rebuild"]["rebuild"]["events_per_s"]
         / results["rebuild"]["ceiling"]["events_per_s"],
     }
