@@ -38,10 +38,11 @@ _log = logging.getLogger("mightycall.rebuild")
 SHADOW_SUFFIX = "__rebuild"
 _REPLACED_SUFFIX = "__replaced"
 
-DEFAULT_BATCH_SIZE = 8_000
-"""Events per batch of each replay: fewer round trips per event, against memory. Measured on a log of
-1M events (make bench), a replay process peaks at 85 to 100 MB with 8,000 and about 140 MB with 20,000,
-for the same speed within the noise."""
+DEFAULT_BATCH_SIZE = 6_000
+"""Events per batch of each replay: fewer round trips per event, against memory. A rebuild of all four
+projections runs two replay processes here; on a log of 1M events the two together peaked at 160 MB
+with 6,000 (42k events/s), 178 MB with 8,000 (47k/s) and 280 MB with 20,000. `make bench`, whose log
+holds more distinct keys, saw 196-200 MB with 8,000: too close to the 200 MB the rebuild is held to."""
 
 Progress = Callable[[str, int, int], None]
 """Called with (projection names, position reached, head position) after each batch."""
