@@ -1,17 +1,19 @@
-"""Rebuild speed: all four projections rebuilt from a large log, beside a bare ceiling that only
-streams the log with a server-side cursor and COPYs one row per event. Each runs in its own process,
-so its peak RSS is its own (with its children's: a rebuild uses one process per core).
+"""Rebuild speed: all four projections rebuilt from a large log by `mightycall-ingest rebuild --all`,
+as an engineer runs it, beside a bare ceiling that only streams the log with a server-side cursor and
+COPYs one row per event. Each runs in its own process, so its peak RSS is its own (with its
+children's: a rebuild uses one process per core).
 
-    python -m bench.rebuild_bench rebuild DATABASE_URL
-    python -m bench.rebuild_bench ceiling DATABASE_URL
+    DATABASE_URL=... python -m bench.rebuild_bench     # the ceiling alone
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import subprocess
 import sys
+import tempfile
 import time
 
 import asyncpg
@@ -19,15 +21,12 @@ import msgspec
 import psutil
 
 from bench.harness import ROOT
-from projections.rebuild import rebuild_many
-from projections.registry import PROJECTIONS
 
 _CHUNK = 10_000
-
-
-async def _rebuild_all(url: str) -> None:
-    # As `rebuild --all` does it: one replay of the log for the four projections.
-    await rebuild_many(url, PROJECTIONS.values(), region="US")
+_COMMANDS = {
+    "rebuild": [sys.executable, "-m", "service.cli", "rebuild", "--all"],
+    "ceiling": [sys.executable, "-m", "bench.rebuild_bench"],
+}
 
 
 async def _ceiling(url: str) -> None:
@@ -60,15 +59,25 @@ def measure(what: str, url: str, events: int) -> dict[str, float]:
     """Run one rebuild (or the ceiling) in a child process: events per second, and the peak of the
     resident memory of that process and its own children together (a rebuild fills some tables in
     child processes), sampled every 20 ms."""
-    started = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-m", "bench.rebuild_bench", what, url], cwd=ROOT)
-    peak = 0
-    while child.poll() is None:
-        peak = max(peak, _tree_rss(child.pid))
-        time.sleep(0.02)
-    elapsed = time.perf_counter() - started
-    if child.returncode != 0:
-        raise RuntimeError(f"{what} failed with status {child.returncode}")
+    with tempfile.TemporaryFile() as errors:
+        started = time.perf_counter()
+        # Its progress lines would crowd the bench's output; its errors are shown if it fails.
+        child = subprocess.Popen(
+            _COMMANDS[what],
+            cwd=ROOT,
+            env={**os.environ, "DATABASE_URL": url},
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+        )
+        peak = 0
+        while child.poll() is None:
+            peak = max(peak, _tree_rss(child.pid))
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - started
+        if child.returncode != 0:
+            errors.seek(0)
+            sys.stderr.write(errors.read().decode(errors="replace")[-5000:])
+            raise RuntimeError(f"{what} failed with status {child.returncode}")
     return {"events_per_s": events / elapsed, "seconds": elapsed, "peak_rss_mb": peak / 2**20}
 
 
@@ -86,5 +95,4 @@ def _tree_rss(pid: int) -> int:
 
 
 if __name__ == "__main__":
-    command, database_url = sys.argv[1:3]
-    asyncio.run(_rebuild_all(database_url) if command == "rebuild" else _ceiling(database_url))
+    asyncio.run(_ceiling(os.environ["DATABASE_URL"]))
