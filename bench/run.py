@@ -17,6 +17,7 @@ import statistics
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -33,13 +34,6 @@ from bench.servers import SERVE, compare_servers
 PORT = 18_700
 PEER = BENCH / "peers" / "fastapi_orm"
 PEER_PYTHON = ROOT / ".venv-peer" / "bin" / "python"
-
-
-def _load(port: int, org: str, name: str, runs: int, seconds: int) -> LoadResult:
-    results = [
-        wrk(port, org_id=org, run=f"{name}-{uuid.uuid4().hex[:8]}", seconds=seconds) for _ in range(runs)
-    ]
-    return median_result(results)
 
 
 def _count(url: str, table: str) -> int:
@@ -85,54 +79,93 @@ def _checkpoint(url: str) -> None:
     asyncio.run(checkpoint())
 
 
-def ingest(url: str, org: str, runs: int, seconds: int) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    python = sys.executable
-    ceiling_app = [python, "-m", "uvicorn", "bench.ceiling_app:app", "--port", str(PORT)]
-    with server([*ceiling_app, "--log-level", "warning", "--no-access-log"], PORT):
-        found["http_ceiling"] = _load(PORT, org, "ceiling", runs, seconds).as_json()
+def _uvicorn(app: str, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        app,
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
 
+
+def _peer_command(workers: int) -> list[str]:
+    return [str(PEER_PYTHON), "-m", "uvicorn", "app:app", "--port", str(PORT + 2), "--workers", str(workers),
+            "--no-access-log", "--log-level", "warning"]  # fmt: skip
+
+
+def _peer_workers(url: str, org: str) -> int:
+    """The peer's best worker count, from short runs."""
+    env = {"DATABASE_URL": url, "PEER_WEBHOOK_SECRET": SECRET}
+    best: tuple[float, int] = (0.0, 1)
+    for workers in (1, 2, 4):
+        _checkpoint(url)
+        with server(_peer_command(workers), PORT + 2, env=env, cwd=PEER):
+            rate = wrk(PORT + 2, org_id=org, run=f"peer-try-{workers}-{uuid.uuid4().hex[:6]}", seconds=3)
+        best = max(best, (rate.requests_per_s, workers))
+    return best[1]
+
+
+def _service_run(url: str, org: str, seconds: int) -> dict[str, Any]:
+    """One run of `serve`: the load, the CPU it took, and whether every 2xx reached the log."""
     env = {"DATABASE_URL": url, "MIGHTYCALL_WEBHOOK_SECRET": SECRET}
-    bare_app = [python, "-m", "uvicorn", "bench.bare_durable_app:app", "--port", str(PORT + 5)]
-    _checkpoint(url)
-    with server([*bare_app, "--log-level", "warning", "--no-access-log"], PORT + 5, env=env):
-        bare = _load(PORT + 5, org, "bare", runs, seconds)
-    committed = _count(url, "bench_bare_log")
-    found["bare_durable"] = {**bare.as_json(), "every_2xx_logged": committed >= bare.requests}
-
     before = _count(url, "event_log")
-    _checkpoint(url)
-    with (
-        server([python, "-m", "service.cli", "serve", "--port", str(PORT + 1)], PORT + 1, env=env),
-        cpu_shares() as shares,
-    ):
-        result = _load(PORT + 1, org, "service", runs, seconds)
+    command = [sys.executable, "-m", "service.cli", "serve", "--port", str(PORT + 1)]
+    with server(command, PORT + 1, env=env), cpu_shares() as shares:
+        result = wrk(PORT + 1, org_id=org, run=f"service-{uuid.uuid4().hex[:8]}", seconds=seconds)
         behind, caught_up_s = _catch_up(url)
     appended = _count(url, "event_log") - before
-    found["service"] = {
-        **result.as_json(),
-        "appended": appended,
-        "every_2xx_logged": appended >= result.requests,
-        "cores_busy": shares.cores_busy,
-        "projector_behind_at_end": behind,
-        "projector_caught_up_s": caught_up_s,
-    }
+    return {"load": result, "appended": appended, "shares": shares.cores_busy, "behind": behind,
+            "caught_up_s": caught_up_s}  # fmt: skip
 
-    if PEER_PYTHON.exists():
+
+def ingest(url: str, org: str, runs: int, seconds: int) -> dict[str, Any]:
+    """The HTTP ceiling, the bare durable receiver, `serve` and the peer take turns, run by run, so that
+    the machine's drift (these machines are shared) hits all of them alike."""
+    env = {"DATABASE_URL": url, "MIGHTYCALL_WEBHOOK_SECRET": SECRET}
+    others: dict[str, tuple[list[str], int, dict[str, str], Path]] = {
+        "http_ceiling": (_uvicorn("bench.ceiling_app:app", PORT), PORT, {}, ROOT),
+        "bare_durable": (_uvicorn("bench.bare_durable_app:app", PORT + 5), PORT + 5, env, ROOT),
+    }
+    peer_workers = _peer_workers(url, org) if PEER_PYTHON.exists() else None
+    if peer_workers is not None:
         peer_env = {"DATABASE_URL": url, "PEER_WEBHOOK_SECRET": SECRET}
-        best: tuple[float, int] = (0.0, 1)
-        for workers in (1, 2, 4):  # its best worker count, from short runs
-            command = [str(PEER_PYTHON), "-m", "uvicorn", "app:app", "--port", str(PORT + 2), "--workers",
-                       str(workers), "--no-access-log", "--log-level", "warning"]  # fmt: skip
+        others["peer"] = (_peer_command(peer_workers), PORT + 2, peer_env, PEER)
+
+    loads: dict[str, list[LoadResult]] = {name: [] for name in [*others, "service"]}
+    service_runs = []
+    for _ in range(runs):
+        for name, (command, port, server_env, cwd) in others.items():
             _checkpoint(url)
-            with server(command, PORT + 2, env=peer_env, cwd=PEER):
-                rate = wrk(PORT + 2, org_id=org, run=f"peer-try-{workers}-{uuid.uuid4().hex[:6]}", seconds=3)
-            best = max(best, (rate.requests_per_s, workers))
-        command = [str(PEER_PYTHON), "-m", "uvicorn", "app:app", "--port", str(PORT + 2), "--workers",
-                   str(best[1]), "--no-access-log", "--log-level", "warning"]  # fmt: skip
+            with server(command, port, env=server_env, cwd=cwd):
+                loads[name].append(
+                    wrk(port, org_id=org, run=f"{name}-{uuid.uuid4().hex[:8]}", seconds=seconds)
+                )
         _checkpoint(url)
-        with server(command, PORT + 2, env=peer_env, cwd=PEER):
-            found["peer"] = {**_load(PORT + 2, org, "peer", runs, seconds).as_json(), "workers": best[1]}
+        service_runs.append(_service_run(url, org, seconds))
+        loads["service"].append(service_runs[-1]["load"])
+
+    found: dict[str, Any] = {name: median_result(results).as_json() for name, results in loads.items()}
+    found["bare_durable"]["every_2xx_logged"] = (
+        _count(url, "bench_bare_log") >= found["bare_durable"]["requests"]
+    )
+    appended = sum(run["appended"] for run in service_runs)
+    found["service"] |= {
+        "appended": appended,
+        "every_2xx_logged": all(run["appended"] >= run["load"].requests for run in service_runs),
+        "cores_busy": {
+            group: round(statistics.mean(run["shares"][group] for run in service_runs), 2)
+            for group in service_runs[0]["shares"]
+        },
+        "projector_behind_at_end": max(run["behind"] for run in service_runs),
+        "projector_caught_up_s": max(run["caught_up_s"] for run in service_runs),
+    }
+    if peer_workers is not None:
+        found["peer"]["workers"] = peer_workers
 
     # Last: it writes far more than the others, and the checkpoints that follow would slow whatever came next.
     _checkpoint(url)
