@@ -224,7 +224,11 @@ def _table(results: dict[str, Any]) -> str:
             rate, p99 = r["requests_per_s"], r["p99_ms"]
             lines.append(f"  {name:<26}{rate:>10,.0f}{'':>9}{p99:>9.1f}{r['errors']:>8}")
         servers = results["servers"]
-        verdict = "serve should switch to it" if servers["winner"] != SERVE else "serve stays as it is"
+        verdict = (
+            f'serve should switch to it; confirm pair by pair: python -m bench.servers "{servers["winner"]}"'
+            if servers["winner"] != SERVE
+            else "serve stays as it is"
+        )
         lines.append(
             f"  fastest: {servers['fastest']}, {servers['margin_over_serve']:+.1%} over serve, against"
             f" run-to-run spreads of {servers['configurations'][servers['fastest']]['spread']:.0%}"

@@ -70,3 +70,31 @@ def compare_servers(url: str, org: str, port: int, runs: int, seconds: int) -> d
 def _spread(rates: list[float]) -> float:
     """(slowest to fastest run) / median."""
     return round((max(rates) - min(rates)) / statistics.median(rates), 3)
+
+
+def paired(url: str, org: str, port: int, challenger: str, rounds: int, seconds: int) -> list[float]:
+    """`challenger` against `serve`, alternating which goes first in each round: its rate over
+    `serve`'s, round by round. A closer look than compare_servers' medians, when they point at a switch."""
+    env = {"DATABASE_URL": url, "MIGHTYCALL_WEBHOOK_SECRET": SECRET}
+    commands = _configurations(port)
+    ratios = []
+    for round_ in range(rounds):
+        order = [SERVE, challenger] if round_ % 2 == 0 else [challenger, SERVE]
+        rates = {}
+        for name in order:
+            with server(commands[name], port, env=env):
+                rates[name] = wrk(port, org_id=org, run=f"paired-{uuid.uuid4().hex[:8]}", seconds=seconds)
+        ratios.append(rates[challenger].requests_per_s / rates[SERVE].requests_per_s)
+        print(f"round {round_ + 1}: {challenger} / serve = {ratios[-1]:.2f}", flush=True)
+    return ratios
+
+
+if __name__ == "__main__":
+    # python -m bench.servers "uvicorn, 2 workers" [ROUNDS]: on a fresh database, as make bench runs them.
+    from bench.harness import bench_database, cli
+
+    name, rounds = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 6
+    with bench_database() as database_url:
+        bench_org = cli("orgs", "add", "--name", "Bench", database_url=database_url)
+        found = paired(database_url, bench_org, 18_790, name, rounds, seconds=8)
+    print(f"{name} / serve: median {statistics.median(found):.2f} over {rounds} rounds")
