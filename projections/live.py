@@ -89,8 +89,8 @@ class LiveProjector:
             await self.catch_up(stop)
             await _wait_any((self._wake, stop), self._poll_interval_s)
             # Under load every commit wakes us. A short pause lets each batch take many events rather than
-            # a handful, each batch being some ten round trips per projection; it adds at most this much
-            # to the append-to-row latency.
+            # a handful, each batch being a dozen round trips; it adds at most this much to the
+            # append-to-row latency.
             await _sleep_unless(stop, self._gather_s)
             # The poll doubles as a liveness check of the connection that holds the lock.
             await leader.execute("SELECT 1")
