@@ -22,6 +22,7 @@ from litestar.testing import AsyncTestClient
 from service import migrations
 from service.app import create_app
 from service.config import Settings
+from service.db import create_pool
 from service.embedded import embedded_server
 from service.grants import grant_service_role
 from tests.support.databases import with_database
@@ -80,6 +81,14 @@ async def conn(db_url: str) -> AsyncIterator[asyncpg.Connection]:
     connection = await asyncpg.connect(db_url)
     yield connection
     await connection.close()
+
+
+@pytest.fixture
+async def pool(db_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """The service's own pool (its session settings) on this test's database."""
+    database = await create_pool(db_url)
+    yield database
+    await database.close()
 
 
 @pytest.fixture

@@ -8,16 +8,8 @@ import uuid
 import pytest
 
 from service.appender import Appender
-from service.db import create_pool
 from service.errors import DatabaseUnavailable, Overloaded, UnknownOrganization
 from tests.support.deliveries import delivery
-
-
-@pytest.fixture
-async def pool(db_url):
-    database = await create_pool(db_url)
-    yield database
-    await database.close()
 
 
 @pytest.fixture

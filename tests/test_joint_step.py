@@ -19,13 +19,6 @@ from tests.support.projecting import REGION, append_payloads, rebuilt_rows, tabl
 ALL = list(PROJECTIONS.values())
 
 
-@pytest.fixture
-async def pool(db_url):
-    database = await create_pool(db_url)
-    yield database
-    await database.close()
-
-
 def _mixed(n: int) -> list[tuple[str, dict]]:
     """Calls and their recordings, SMS and reports, with keys that recur so that later events merge
     into rows earlier batches made."""

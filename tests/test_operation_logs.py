@@ -10,17 +10,9 @@ import pytest
 
 from projections.rebuild import rebuild_many
 from projections.registry import PROJECTIONS
-from service.db import create_pool
 from service.logs import JsonFormatter
 from tests.support.payloads import SEED
 from tests.support.projecting import REGION, append_payloads, catch_up
-
-
-@pytest.fixture
-async def pool(db_url):
-    database = await create_pool(db_url)
-    yield database
-    await database.close()
 
 
 def _lines(caplog: pytest.LogCaptureFixture, message: str) -> list[dict[str, Any]]:

@@ -6,13 +6,11 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from projections.registry import PROJECTIONS
 from projections.runner import step
-from service.db import create_pool
 from tests.support.payloads import SEED
 from tests.support.projecting import REGION, append_payloads, catch_up, rebuilt_rows, table_rows
 
@@ -94,13 +92,6 @@ steps = st.lists(
     min_size=1,
     max_size=8,
 )
-
-
-@pytest.fixture
-async def pool(db_url):
-    database = await create_pool(db_url)
-    yield database
-    await database.close()
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
-import pytest
 
 from projections.live import LiveProjector
 from projections.registry import PROJECTIONS
@@ -16,13 +15,6 @@ from tests.support.payloads import SEED
 from tests.support.projecting import REGION, append_payloads, catch_up, rebuilt_rows, table_rows
 
 NO_HANG_S = 15
-
-
-@pytest.fixture
-async def pool(db_url):
-    database = await create_pool(db_url)
-    yield database
-    await database.close()
 
 
 def _calls(*call_ids: str) -> list[tuple[str, dict]]:

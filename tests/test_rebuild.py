@@ -11,18 +11,10 @@ from projections.live import LiveProjector
 from projections.rebuild import SHADOW_SUFFIX, build_shadow, rebuild, rebuild_many
 from projections.registry import PROJECTIONS
 from projections.status import projection_statuses
-from service.db import create_pool
 from tests.support.payloads import SEED
 from tests.support.projecting import REGION, append_payloads, catch_up, rebuilt_rows, table_rows
 
 NO_HANG_S = 30
-
-
-@pytest.fixture
-async def pool(db_url):
-    database = await create_pool(db_url)
-    yield database
-    await database.close()
 
 
 def _webhooks(n: int) -> list[tuple[str, dict]]:

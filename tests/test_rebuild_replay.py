@@ -16,19 +16,11 @@ from projections.rebuild import SHADOW_SUFFIX, rebuild, rebuild_many
 from projections.registry import PROJECTIONS
 from projections.replay import Replay
 from projections.runner import ProjectionFailed, head_position
-from service.db import create_pool
 from tests.support.payloads import SEED
 from tests.support.projecting import REGION, append_payloads, catch_up, rebuilt_rows, table_rows
 
 _BASE = dt.datetime(2024, 1, 20, 14, 0, tzinfo=dt.UTC)
 _IN_BOOK = "+12125551234"
-
-
-@pytest.fixture
-async def pool(db_url):
-    database = await create_pool(db_url)
-    yield database
-    await database.close()
 
 
 def _stamp(minutes: int) -> str:

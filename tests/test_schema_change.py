@@ -8,7 +8,6 @@ import dataclasses
 import shutil
 from pathlib import Path
 
-import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
@@ -19,7 +18,6 @@ from projections.phones import PhoneBook
 from projections.rebuild import rebuild
 from projections.registry import PROJECTIONS
 from projections.status import projection_statuses
-from service.db import create_pool
 from tests.support.payloads import SEED
 from tests.support.projecting import REGION, append_payloads, catch_up, table_rows
 
@@ -73,13 +71,6 @@ def _migrate_with_the_new_step(tmp_path: Path, db_url: str) -> None:
     (scripts / "versions" / "9999_caller_initials.py").write_text(MIGRATION.format(head=head))
     config.attributes["database_url"] = db_url
     command.upgrade(config, "head")
-
-
-@pytest.fixture
-async def pool(db_url):
-    database = await create_pool(db_url)
-    yield database
-    await database.close()
 
 
 async def test_a_new_column_is_filled_for_new_events_and_by_a_rebuild_for_history(
