@@ -21,15 +21,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from projections.model import Projection
-from projections.runner import (
-    apply_events,
-    fetch_events,
-    load_phone_book,
-    mentioned_numbers,
-    to_event,
-    touched_keys,
-)
-from projections.store import load_rows, upsert_rows
+from projections.runner import fetch_events, to_event, write_events
 
 __all__ = ["step_together"]
 
@@ -81,24 +73,12 @@ async def _step_together(
         reached = records[-1]["id"] if len(records) == limit else head
         events = [to_event(record) for record in records]
 
-        parts = []
+        targets = []
         for name, position in behind.items():
             projection = by_name[name]
             own = [e for e in events if e.id > position and e.kind in projection.kinds]
-            touched = touched_keys(projection, own)
-            keys = (key for _, keys in touched for key in keys)
-            rows = await load_rows(conn, projection.table, projection.table.name, keys)
-            parts.append((projection, own, touched, rows))
-        # One phone book for the batch: the projections look up the same calls' numbers.
-        mentioned = [
-            number
-            for projection, own, _, rows in parts
-            for number in mentioned_numbers(projection, own, rows.values())
-        ]
-        phones = await load_phone_book(conn, region, mentioned)
-        for projection, _, touched, rows in parts:
-            changed = apply_events(projection, touched, rows, phones)
-            await upsert_rows(conn, projection.table, projection.table.name, list(changed.values()))
+            targets.append((projection, projection.table.name, own))
+        await write_events(conn, targets, region)
 
         advanced = [name for name, position in behind.items() if position < reached]
         await conn.execute(_ADVANCE, advanced, reached)

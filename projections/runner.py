@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from uuid import UUID
 
 import asyncpg
@@ -32,6 +32,7 @@ __all__ = [
     "step",
     "to_event",
     "touched_keys",
+    "write_events",
 ]
 
 _READ = """
@@ -147,13 +148,31 @@ async def project_batch(
     records = await fetch_events(conn, projection.kinds, after=after, upto=upto, limit=limit)
     # Fewer than `limit`: every event up to `upto` has been seen, including those of other kinds.
     reached = records[-1]["id"] if len(records) == limit else upto
-    events = [to_event(record) for record in records]
-    touched = touched_keys(projection, events)
-    rows = await load_rows(conn, projection.table, table_name, (key for _, keys in touched for key in keys))
-    phones = await load_phone_book(conn, region, mentioned_numbers(projection, events, rows.values()))
-    changed = apply_events(projection, touched, rows, phones)
-    await upsert_rows(conn, projection.table, table_name, list(changed.values()))
+    await write_events(conn, [(projection, table_name, [to_event(record) for record in records])], region)
     return reached
+
+
+async def write_events(
+    conn: asyncpg.Connection, targets: Sequence[tuple[Projection, str, list[Event]]], region: str
+) -> None:
+    """Apply each (projection, table name, its events) in log order: the rows the events touch are
+    loaded, one phone book is looked up for them all (projections of the same calls mention the same
+    numbers), and the rows that changed are written."""
+    loaded = []
+    for projection, table_name, events in targets:
+        touched = touched_keys(projection, events)
+        keys = (key for _, keys in touched for key in keys)
+        rows = await load_rows(conn, projection.table, table_name, keys)
+        loaded.append((projection, table_name, events, touched, rows))
+    mentioned = [
+        number
+        for projection, _, events, _, rows in loaded
+        for number in mentioned_numbers(projection, events, rows.values())
+    ]
+    phones = await load_phone_book(conn, region, mentioned)
+    for projection, table_name, _, touched, rows in loaded:
+        changed = apply_events(projection, touched, rows, phones)
+        await upsert_rows(conn, projection.table, table_name, list(changed.values()))
 
 
 async def step(pool: asyncpg.Pool, projection: Projection, *, limit: int, region: str) -> bool:
