@@ -8,8 +8,9 @@ half-built one. A crash part-way leaves the live tables untouched; running the r
 over.
 
 Projections that read the same kinds of event are filled by one replay, which reads and decodes each
-event once for all of them. Independent ones are split over up to one process per core: a replay is
-mostly Python, which runs one thread at a time (projections/fill_process.py).
+event once for all of them; each of the others by a replay of its own. The replays run in up to one
+process per core, the next one starting wherever one finishes: a replay is mostly Python, which runs
+one thread at a time (projections/fill_process.py).
 """
 
 from __future__ import annotations
@@ -77,24 +78,24 @@ async def _create_shadow(conn: asyncpg.Connection, projection: Projection) -> Sh
     return Shadow(projection, shadow, [index["definition"] for index in deferred])
 
 
-def _parts(shadows: Sequence[Shadow], processes: int) -> list[list[Shadow]]:
-    """The shadows split into at most `processes` parts, each filled by one replay. Projections that
-    read a kind in common stay together: one read of the log feeds them all."""
+def _groups(shadows: Sequence[Shadow]) -> list[list[Shadow]]:
+    """The shadows in groups, each filled by one replay, the biggest first. Projections that read a kind
+    in common are one group: one read of the log feeds them all. Projections that do not are not: one
+    replay of several kinds gives each projection only its share of every batch, so a key that recurs
+    every few batches of its own kind falls out of memory between them and is looked up and written again
+    each time (the reports of `make bench`: twice the Python time of replaying them alone)."""
     groups: list[list[Shadow]] = []
     for shadow in shadows:
         kinds = shadow.projection.kinds
         sharing = [group for group in groups if any(kinds & other.projection.kinds for other in group)]
         groups = [group for group in groups if group not in sharing]
         groups.append([other for group in sharing for other in group] + [shadow])
-    parts: list[list[Shadow]] = [[] for _ in range(min(processes, len(groups)))]
-    # The replay's work is mostly per projection: balance the number of projections.
-    for group in sorted(groups, key=len, reverse=True):
-        min(parts, key=len).extend(group)
-    return parts
+    # The replay's work is mostly per projection: the groups of most projections are the longest to fill.
+    return sorted(groups, key=len, reverse=True)
 
 
 class _Report:
-    """Called after each batch of a part's replay: one log line per batch, the rebuild_progress row,
+    """Called after each batch of a group's replay: one log line per batch, the rebuild_progress row,
     and the caller's progress report."""
 
     def __init__(self, names: str, progress: Progress | None, publish: Callable[[int, int], None]) -> None:
@@ -141,25 +142,25 @@ async def build_shadow(
     return shadow.table, position
 
 
-async def _fill_part(
+async def _fill_group(
     database_url: str,
     writer: asyncpg.Connection | None,
-    part: list[Shadow],
+    group: list[Shadow],
     *,
     region: str,
     batch_size: int,
     progress: Progress | None,
 ) -> int:
-    """Fill the part's shadows: in this process on `writer`, or in a child process when there is none."""
-    names = [shadow.projection.name for shadow in part]
+    """Fill the group's shadows: in this process on `writer`, or in a child process when there is none."""
+    names = [shadow.projection.name for shadow in group]
     async with published_progress(database_url, names) as publish:
         report = _Report(", ".join(names), progress, publish)
         if writer is None:
             return await fill_in_child(
-                database_url, part, region=region, batch_size=batch_size, on_batch=report
+                database_url, group, region=region, batch_size=batch_size, on_batch=report
             )
         async with connect(database_url) as reader:
-            return await fill(reader, writer, part, region=region, batch_size=batch_size, on_batch=report)
+            return await fill(reader, writer, group, region=region, batch_size=batch_size, on_batch=report)
 
 
 async def _swap_in(
@@ -172,7 +173,7 @@ async def _swap_in(
     progress: Progress | None,
 ) -> int:
     projection = shadow.projection
-    # A part filled early has fallen behind while the others finished: catch up outside the swap's
+    # A group filled early has fallen behind while the others finished: catch up outside the swap's
     # transaction, so that the live projector does not wait on it.
     position = await _catch_up(
         conn, projection, shadow.table, position, leave=SWAP_BACKLOG, region=region, batch_size=batch_size
@@ -215,31 +216,30 @@ async def rebuild_many(
     positions = {}
     async with connect(database_url) as writer:
         shadows = [await _create_shadow(writer, projection) for projection in chosen]
-        parts = _parts(shadows, processes)
-        # The first part is filled on this process's connection, the others each in a child process.
+        groups = _groups(shadows)
+        filled: dict[int, int] = {}
+        waiting = iter(enumerate(groups))
+
+        async def fill_waiting(conn: asyncpg.Connection | None) -> None:
+            # One iterator for every filler: each group goes to the first filler that is free.
+            for n, group in waiting:
+                filled[n] = await _fill_group(
+                    database_url, conn, group, region=region, batch_size=batch_size, progress=progress
+                )
+
+        # One filler replays on this process's connection, each of the others in child processes.
         try:
-            async with asyncio.TaskGroup() as group:
-                filling = [
-                    group.create_task(
-                        _fill_part(
-                            database_url,
-                            writer if n == 0 else None,
-                            part,
-                            region=region,
-                            batch_size=batch_size,
-                            progress=progress,
-                        )
-                    )
-                    for n, part in enumerate(parts)
-                ]
+            async with asyncio.TaskGroup() as tasks:
+                for n in range(min(processes, len(groups))):
+                    tasks.create_task(fill_waiting(writer if n == 0 else None))
         except BaseExceptionGroup as failed:
-            # The first part to fail has cancelled the others (and killed their processes): its error
+            # The first replay to fail has cancelled the others (and killed their processes): its error
             # is the rebuild's.
             raise failed.exceptions[0] from None
-        for part, filled in zip(parts, filling, strict=True):
-            for shadow in part:
+        for n, group in enumerate(groups):
+            for shadow in group:
                 positions[shadow.projection.name] = await _swap_in(
-                    writer, shadow, filled.result(), region=region, batch_size=batch_size, progress=progress
+                    writer, shadow, filled[n], region=region, batch_size=batch_size, progress=progress
                 )
     return positions
 
