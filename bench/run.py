@@ -224,15 +224,17 @@ def _table(results: dict[str, Any]) -> str:
             rate, p99 = r["requests_per_s"], r["p99_ms"]
             lines.append(f"  {name:<26}{rate:>10,.0f}{'':>9}{p99:>9.1f}{r['errors']:>8}")
         servers = results["servers"]
-        verdict = (
-            f'serve should switch to it; confirm pair by pair: python -m bench.servers "{servers["winner"]}"'
-            if servers["winner"] != SERVE
-            else "serve stays as it is"
+        lines.append(
+            "  rate over serve's, round by round: "
+            + "; ".join(
+                f"{name} {', '.join(f'{r:.2f}' for r in c['over_serve_by_round'])}"
+                for name, c in servers["configurations"].items()
+                if name != SERVE
+            )
         )
         lines.append(
-            f"  fastest: {servers['fastest']}, {servers['margin_over_serve']:+.1%} over serve, against"
-            f" run-to-run spreads of {servers['configurations'][servers['fastest']]['spread']:.0%}"
-            f" and {servers['configurations'][SERVE]['spread']:.0%}: {verdict}"
+            f"  serve should run: {servers['winner']}"
+            + (" (a switch: faster than serve in every round)" if servers["winner"] != SERVE else "")
         )
     ratios = results["ratios"]
     lines.append(f"service / peer: {ratios.get('service_over_peer', float('nan')):.1f}x; "

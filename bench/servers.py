@@ -9,6 +9,7 @@ from __future__ import annotations
 import statistics
 import sys
 import uuid
+from collections.abc import Collection
 from typing import Any
 
 from bench.harness import SECRET, server, wrk
@@ -35,66 +36,64 @@ def _configurations(port: int) -> dict[str, list[str]]:
     }
 
 
-def compare_servers(url: str, org: str, port: int, runs: int, seconds: int) -> dict[str, Any]:
-    """Each configuration's median over `runs`, the runs interleaved so that drift hits all alike."""
+_MARGIN = 0.05
+"""How much faster than `serve`, round by round, a configuration must be for `serve` to switch to it: a
+second worker costs memory and halves each appender's batches, which only a clear gain pays for."""
+
+
+def compare_servers(
+    url: str, org: str, port: int, runs: int, seconds: int, names: Collection[str] | None = None
+) -> dict[str, Any]:
+    """The configurations (all, or `names` and `serve`) measured in turn, round after round, in the
+    opposite order each round so that drift within a round favours none; each one's median, and its rate
+    over `serve`'s in the same round. On a shared machine the medians of close configurations trade
+    places from run to run: `serve` changes only for one faster than it in every round, by a median
+    margin over _MARGIN."""
     env = {"DATABASE_URL": url, "MIGHTYCALL_WEBHOOK_SECRET": SECRET}
+    commands = {
+        name: command
+        for name, command in _configurations(port).items()
+        if names is None or name in names or name == SERVE
+    }
     measured: dict[str, list[Any]] = {}
-    for _ in range(runs):
-        for name, command in _configurations(port).items():
-            with server(command, port, env=env):
+    for round_ in range(runs):
+        for name in list(commands)[:: 1 if round_ % 2 == 0 else -1]:
+            with server(commands[name], port, env=env):
                 measured.setdefault(name, []).append(
                     wrk(port, org_id=org, run=f"servers-{uuid.uuid4().hex[:8]}", seconds=seconds)
                 )
-    found = {
-        name: {
+    found: dict[str, dict[str, Any]] = {}
+    for name, results in measured.items():
+        found[name] = {
             "requests_per_s": statistics.median(r.requests_per_s for r in results),
             "p99_ms": statistics.median(r.p99_ms for r in results),
             "errors": sum(r.errors for r in results),
-            "spread": _spread([r.requests_per_s for r in results]),
+            "over_serve_by_round": [
+                round(r.requests_per_s / s.requests_per_s, 3)
+                for r, s in zip(results, measured[SERVE], strict=True)
+            ],
         }
-        for name, results in measured.items()
+    challengers = {
+        name: statistics.median(r["over_serve_by_round"])
+        for name, r in found.items()
+        if name != SERVE and min(r["over_serve_by_round"]) > 1
     }
-    fastest = max(found, key=lambda name: found[name]["requests_per_s"])
-    margin = found[fastest]["requests_per_s"] / found[SERVE]["requests_per_s"] - 1
-    # On a shared machine the order of close configurations changes from run to run: `serve` changes
-    # only for one that is faster by more than either's own spread over the runs.
-    beats_serve = margin > max(found[fastest]["spread"], found[SERVE]["spread"])
+    best = max(challengers, key=challengers.__getitem__, default=None)
     return {
         "configurations": found,
-        "fastest": fastest,
-        "margin_over_serve": round(margin, 3),
-        "winner": fastest if beats_serve else SERVE,
+        "winner": best if best is not None and challengers[best] > 1 + _MARGIN else SERVE,
     }
-
-
-def _spread(rates: list[float]) -> float:
-    """(slowest to fastest run) / median."""
-    return round((max(rates) - min(rates)) / statistics.median(rates), 3)
-
-
-def paired(url: str, org: str, port: int, challenger: str, rounds: int, seconds: int) -> list[float]:
-    """`challenger` against `serve`, alternating which goes first in each round: its rate over
-    `serve`'s, round by round. A closer look than compare_servers' medians, when they point at a switch."""
-    env = {"DATABASE_URL": url, "MIGHTYCALL_WEBHOOK_SECRET": SECRET}
-    commands = _configurations(port)
-    ratios = []
-    for round_ in range(rounds):
-        order = [SERVE, challenger] if round_ % 2 == 0 else [challenger, SERVE]
-        rates = {}
-        for name in order:
-            with server(commands[name], port, env=env):
-                rates[name] = wrk(port, org_id=org, run=f"paired-{uuid.uuid4().hex[:8]}", seconds=seconds)
-        ratios.append(rates[challenger].requests_per_s / rates[SERVE].requests_per_s)
-        print(f"round {round_ + 1}: {challenger} / serve = {ratios[-1]:.2f}", flush=True)
-    return ratios
 
 
 if __name__ == "__main__":
-    # python -m bench.servers "uvicorn, 2 workers" [ROUNDS]: on a fresh database, as make bench runs them.
+    # python -m bench.servers "uvicorn, 2 workers" [ROUNDS]: that one and `serve`, on a fresh database, as
+    # make bench runs them, for a closer look than make bench's three rounds.
     from bench.harness import bench_database, cli
 
     name, rounds = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 6
     with bench_database() as database_url:
         bench_org = cli("orgs", "add", "--name", "Bench", database_url=database_url)
-        found = paired(database_url, bench_org, 18_790, name, rounds, seconds=8)
-    print(f"{name} / serve: median {statistics.median(found):.2f} over {rounds} rounds")
+        outcome = compare_servers(database_url, bench_org, 18_790, rounds, seconds=8, names=[name])
+    ratios = outcome["configurations"][name]["over_serve_by_round"]
+    print(f"{name} / serve by round: {', '.join(f'{r:.2f}' for r in ratios)}")
+    print(f"serve should run: {outcome['winner']}")
