@@ -232,9 +232,15 @@ def _table(results: dict[str, Any]) -> str:
                 if name != SERVE
             )
         )
+        # Three rounds are what the bench's ten minutes allow: one configuration ahead in all three
+        # happens by chance one time in eight, so a switch is confirmed with more rounds first.
         lines.append(
             f"  serve should run: {servers['winner']}"
-            + (" (a switch: faster than serve in every round)" if servers["winner"] != SERVE else "")
+            + (
+                f' (faster in every round; confirm: python -m bench.servers "{servers["winner"]}" 10)'
+                if servers["winner"] != SERVE
+                else ""
+            )
         )
     ratios = results["ratios"]
     lines.append(f"service / peer: {ratios.get('service_over_peer', float('nan')):.1f}x; "
