@@ -44,9 +44,9 @@ second worker costs memory and halves each appender's batches, which only a clea
 def compare_servers(
     url: str, org: str, port: int, runs: int, seconds: int, names: Collection[str] | None = None
 ) -> dict[str, Any]:
-    """The configurations (all, or `names` and `serve`) measured in turn, round after round, in the
-    opposite order each round so that drift within a round favours none; each one's median, and its rate
-    over `serve`'s in the same round. On a shared machine the medians of close configurations trade
+    """The configurations (all, or `names` and `serve`) measured in turn, round after round, the order
+    reversed every other round so that drift within a round favours none; each one's median, and its
+    rate over `serve`'s in the same round. On a shared machine the medians of close configurations trade
     places from run to run: `serve` changes only for one faster than it in every round, by a median
     margin over _MARGIN."""
     env = {"DATABASE_URL": url, "MIGHTYCALL_WEBHOOK_SECRET": SECRET}

@@ -80,10 +80,10 @@ async def _create_shadow(conn: asyncpg.Connection, projection: Projection) -> Sh
 
 def _groups(shadows: Sequence[Shadow]) -> list[list[Shadow]]:
     """The shadows in groups, each filled by one replay, the biggest first. Projections that read a kind
-    in common are one group: one read of the log feeds them all. Projections that do not are not: one
-    replay of several kinds gives each projection only its share of every batch, so a key that recurs
-    every few batches of its own kind falls out of memory between them and is looked up and written again
-    each time (the reports of `make bench`: twice the Python time of replaying them alone)."""
+    in common are one group: one read of the log feeds them all. The others are replayed apart: in one
+    replay, each would get only its share of every batch, and a key that recurs every few batches of its
+    own kind would leave memory between them, to be looked up and written again each time (the reports
+    of `make bench` took twice the Python time replayed with SMS as alone)."""
     groups: list[list[Shadow]] = []
     for shadow in shadows:
         kinds = shadow.projection.kinds
