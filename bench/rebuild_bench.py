@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import asyncpg
 import msgspec
@@ -55,16 +56,17 @@ async def _ceiling(url: str) -> None:
         await conn.close()
 
 
-def measure(what: str, url: str, events: int) -> dict[str, float]:
-    """Run one rebuild (or the ceiling) in a child process: events per second, and the peak of the
-    resident memory of that process and its own children together (a rebuild fills some tables in
-    child processes), sampled every 20 ms."""
+def measure(what: str, url: str, events: int, *, checkout: Path = ROOT) -> dict[str, float]:
+    """Run one rebuild (or the ceiling) in a child process, with `checkout`'s code: events per second,
+    and the peak of the resident memory of that process and its own children together (a rebuild fills
+    some tables in child processes), sampled every 20 ms."""
     with tempfile.TemporaryFile() as errors:
         started = time.perf_counter()
         # Its progress lines would crowd the bench's output; its errors are shown if it fails.
         child = subprocess.Popen(
             _COMMANDS[what],
-            cwd=ROOT,
+            # `python -m` puts the working directory first on the path: the checkout's own code runs.
+            cwd=checkout,
             env={**os.environ, "DATABASE_URL": url},
             stdout=subprocess.DEVNULL,
             stderr=errors,
