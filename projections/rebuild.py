@@ -102,6 +102,14 @@ class _Report:
         self._names, self._progress, self._publish = names, progress, publish
         self._last, self._last_at = 0, time.perf_counter()
 
+    def start(self, head: int) -> None:
+        """The replay starts: position 0 of `head`. A replay that waited for a process to be free starts
+        long after the rebuild did, and its pace is reckoned from now."""
+        self._last_at = time.perf_counter()
+        self._publish(0, head)
+        if self._progress is not None:
+            self._progress(self._names, 0, head)
+
     def __call__(self, head: int, reached: int) -> None:
         now = time.perf_counter()
         _log.info(
@@ -156,9 +164,12 @@ async def _fill_group(
     async with published_progress(database_url, names) as publish:
         report = _Report(", ".join(names), progress, publish)
         if writer is None:
+            async with connect(database_url) as conn:
+                report.start(await head_position(conn))
             return await fill_in_child(
                 database_url, group, region=region, batch_size=batch_size, on_batch=report
             )
+        report.start(await head_position(writer))
         async with connect(database_url) as reader:
             return await fill(reader, writer, group, region=region, batch_size=batch_size, on_batch=report)
 

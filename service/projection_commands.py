@@ -7,7 +7,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from projections.live import LiveProjector
@@ -72,38 +72,48 @@ async def rebuild_projections(url: str, settings: Settings, names: Sequence[str]
 class _ProgressReport:
     """A progress bar on a terminal; a plain line every few seconds otherwise (logs, CI). A rebuild
     replays in up to one process per core: the bar follows the replay furthest behind, and the plain
-    lines come for each replay."""
+    lines come for each replay. Each replay's pace is reckoned from its start (position 0), which for a
+    replay that waited for a free process comes long after the rebuild's."""
 
-    def __init__(self, out: TextIO, every_s: float = 5.0) -> None:
+    def __init__(
+        self, out: TextIO, every_s: float = 5.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._out = out
         self._tty = out.isatty()
-        self._started = time.monotonic()
+        self._clock = clock
+        self._started = clock()
         self._every_s = every_s
         self._latest: dict[str, tuple[int, int]] = {}
+        self._since: dict[str, float] = {}
         self._written: dict[str, float] = {}
         self._line = ""
 
     def __call__(self, name: str, position: int, head: int) -> None:
-        now = time.monotonic()
+        now = self._clock()
         self._latest[name] = (position, head)
+        if position == 0:
+            self._since[name] = now
         if self._tty:
             name, (position, head) = min(self._latest.items(), key=lambda item: _done(*item[1]))
-            rate, eta = self._pace(now, position, head)
+            rate, eta = self._pace(now, name, position, head)
             filled = int(30 * _done(position, head))
             bar = "#" * filled + "." * (30 - filled)
-            line = f"\r{name} [{bar}] {position:,}/{head:,} events  {rate:,.0f}/s  ETA {eta:,.0f}s"
+            line = f"\r{name} [{bar}] {position:,}/{head:,} events  {rate:,.0f}/s  ETA {eta}"
             # Shorter than the line before it: blank out what would be left of that one.
             self._out.write(line.ljust(len(self._line)))
             self._out.flush()
             self._line = line
         elif now - self._written.get(name, self._started) >= self._every_s or position == head:
             self._written[name] = now
-            rate, eta = self._pace(now, position, head)
-            self._out.write(f"{name}: {position:,}/{head:,} events, {rate:,.0f}/s, ETA {eta:,.0f}s\n")
+            rate, eta = self._pace(now, name, position, head)
+            self._out.write(f"{name}: {position:,}/{head:,} events, {rate:,.0f}/s, ETA {eta}\n")
 
-    def _pace(self, now: float, position: int, head: int) -> tuple[float, float]:
-        rate = position / max(now - self._started, 1e-6)
-        return rate, (head - position) / rate if rate > 0 else 0.0
+    def _pace(self, now: float, name: str, position: int, head: int) -> tuple[float, str]:
+        """Events per second since the replay started, and the time left at that pace."""
+        rate = position / max(now - self._since.get(name, self._started), 1e-6)
+        if position >= head:
+            return rate, "0s"
+        return rate, f"{(head - position) / rate:,.0f}s" if rate > 0 else "?"
 
     def finish(self) -> None:
         if self._tty and self._line:

@@ -87,3 +87,36 @@ def test_off_a_terminal_a_line_comes_for_each_replay_that_finishes():
         ["sms", " reports: 20/20 events"],
         ["calls", " recordings: 20/20 events"],
     ]
+
+
+def test_a_replay_that_waited_for_a_free_process_is_paced_from_its_own_start():
+    out, now = io.StringIO(), [0.0]
+    report = _ProgressReport(out, every_s=3600, clock=lambda: now[0])
+
+    report("sms", 0, 1000)
+    now[0] = 10.0
+    report("sms", 1000, 1000)
+    # reports waited for sms's process and starts only now: 1,000 events in 10 s, not in 20.
+    report("reports", 0, 1000)
+    now[0] = 20.0
+    report("reports", 1000, 1000)
+
+    assert out.getvalue().splitlines() == [
+        "sms: 1,000/1,000 events, 100/s, ETA 0s",
+        "reports: 1,000/1,000 events, 100/s, ETA 0s",
+    ]
+
+
+def test_on_a_terminal_the_time_left_is_the_furthest_behind_replay_s_at_its_own_pace():
+    out, now = _Terminal(), [0.0]
+    report = _ProgressReport(out, clock=lambda: now[0])
+
+    report("calls, recordings", 0, 1000)
+    now[0] = 10.0
+    report("calls, recordings", 900, 1000)
+    report("reports", 0, 1000)
+    assert out.getvalue().split("\r")[-1].strip().endswith("0/1,000 events  0/s  ETA ?")
+    now[0] = 12.0
+    report("reports", 200, 1000)
+
+    assert out.getvalue().split("\r")[-1].strip().endswith("200/1,000 events  100/s  ETA 8s")

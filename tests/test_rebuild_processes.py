@@ -30,6 +30,33 @@ def test_projections_that_read_the_same_kinds_share_a_replay_and_the_others_have
     assert _names(_groups(shadows[::-1])) == [["recordings", "calls"], ["reports"], ["sms"]]
 
 
+@pytest.mark.parametrize("processes", [1, 2])
+async def test_each_replay_reports_its_start_when_a_process_takes_it_up(db_url, conn, org_id, processes):
+    await append_payloads(conn, org_id, [("sms", {**SEED["sms"], "sms_id": f"sms-{n}"}) for n in range(25)])
+    head = await head_position(conn)
+    reports: list[tuple[str, int, int]] = []
+
+    await rebuild_many(
+        db_url,
+        [PROJECTIONS["sms"], PROJECTIONS["reports"], PROJECTIONS["calls"]],
+        region=REGION,
+        batch_size=10,
+        progress=lambda names, position, reached_head: reports.append((names, position, reached_head)),
+        processes=processes,
+    )
+
+    # Each replay reports its start, at 0 of the head, before its first batch; its last report is the head.
+    starts = [names for names, position, _ in reports if position == 0]
+    assert sorted(starts) == ["calls", "reports", "sms"]
+    for names in starts:
+        mine = [(position, reached_head) for n, position, reached_head in reports if n == names]
+        assert mine[0] == (0, head) and mine[-1] == (head, head)
+    if processes == 1:
+        # One after the other: each starts once the one before has reached the head.
+        started_and_ended = [n for n, position, _ in reports if position in (0, head)][:6]
+        assert started_and_ended == ["sms"] * 2 + ["reports"] * 2 + ["calls"] * 2
+
+
 def _is_filling(process: psutil.Process) -> bool:
     try:
         return "projections.fill_process" in process.cmdline()
