@@ -59,7 +59,7 @@ def _chosen(names: Sequence[str], everything: bool) -> list[str]:
 
 
 async def rebuild_projections(url: str, settings: Settings, names: Sequence[str], everything: bool) -> str:
-    """Rebuild the chosen projections together: one replay of the log feeds them all."""
+    """Rebuild the chosen projections at once: those that read the same kinds share one replay of the log."""
     chosen = _chosen(names, everything)
     report = _ProgressReport(sys.stderr)
     positions = await rebuild_many(
