@@ -13,6 +13,7 @@ from __future__ import annotations
 import statistics
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.cpu import cpu_shares
@@ -35,21 +36,31 @@ def _run(checkout: Path, url: str, org: str) -> tuple[float, float, dict[str, fl
     return result.requests_per_s, web_us, shares.cores_busy
 
 
+def in_turn(base: Path, rounds: int, run: Callable[[Path], tuple[float, str]]) -> None:
+    """`run` with `base`'s checkout and with this one, in turn, the order alternating round by round;
+    `run` returns the rate to compare and a line to print. Prints each run, then the median ratio."""
+    ratios = []
+    for round_ in range(rounds):
+        builds = [("base", base), ("this", ROOT)]
+        rates = {}
+        for name, checkout in builds if round_ % 2 == 0 else builds[::-1]:
+            rates[name], line = run(checkout)
+            print(f"round {round_ + 1} {name}: {line}", flush=True)
+        ratios.append(rates["this"] / rates["base"])
+    print(f"this / base: median {statistics.median(ratios):.2f} ({', '.join(f'{r:.2f}' for r in ratios)})")
+
+
 def main() -> None:
     base = Path(sys.argv[1]).resolve()
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
-    ratios = []
     with bench_database() as url:
         org = cli("orgs", "add", "--name", "Bench", database_url=url)
-        for round_ in range(rounds):
-            builds = [("base", base), ("this", ROOT)]
-            rates = {}
-            for name, checkout in builds if round_ % 2 == 0 else builds[::-1]:
-                rate, web_us, busy = _run(checkout, url, org)
-                rates[name] = rate
-                print(f"round {round_ + 1} {name}: {rate:,.0f}/s, web {web_us:.0f} µs/webhook, {busy}")
-            ratios.append(rates["this"] / rates["base"])
-    print(f"this / base: median {statistics.median(ratios):.2f} ({', '.join(f'{r:.2f}' for r in ratios)})")
+
+        def run(checkout: Path) -> tuple[float, str]:
+            rate, web_us, busy = _run(checkout, url, org)
+            return rate, f"{rate:,.0f}/s, web {web_us:.0f} µs/webhook, {busy}"
+
+        in_turn(base, rounds, run)
 
 
 if __name__ == "__main__":
