@@ -34,7 +34,7 @@ MAX_POSITION = 2**63 - 1
 """event_log.id is a bigint."""
 _COLUMNS = (
     "id, received_at, kind, event_type, org_id, external_id, content_type, body, body_sha256, prev_hash,"
-    " hash, request_id"
+    " hash, request_id, admitted_from"
 )
 _STREAM_CHUNK = 500
 
@@ -159,6 +159,7 @@ def envelope(row: asyncpg.Record) -> dict[str, Any]:
         "external_id": row["external_id"],
         "body_sha256": bytes(row["body_sha256"]).hex(),
         "request_id": row["request_id"],
+        "admitted_from": row["admitted_from"],
         "payload": _payload(row["body"]),
     }
 
@@ -217,11 +218,22 @@ async def list_rejected(
     if scope is not None:
         where += " AND false"
     rows = await conn.fetch(
-        "SELECT id, received_at, kind, reason, details, content_type, body_size, body, request_id"
-        f" FROM rejected_deliveries WHERE {where} ORDER BY id LIMIT {limit + 1}",
+        f"SELECT {_REJECTED_COLUMNS}"
+        f" FROM (SELECT * FROM rejected_deliveries WHERE {where} ORDER BY id LIMIT {limit + 1}) r"
+        " LEFT JOIN event_log l ON r.body IS NOT NULL AND l.kind = r.kind AND l.body_sha256 = sha256(r.body)"
+        " LEFT JOIN LATERAL (SELECT * FROM rejection_admissions a WHERE a.rejection_id = r.id"
+        "                    ORDER BY a.id DESC LIMIT 1) a ON true"
+        " ORDER BY r.id",
         *args,
     )
     return _page(rows, limit, _rejected)
+
+
+_REJECTED_COLUMNS = (
+    "r.id, r.received_at, r.kind, r.reason, r.details, r.content_type, r.body_size, r.body, r.request_id,"
+    " l.id AS in_log_as, a.outcome AS admission_outcome, a.attempted_at AS admission_at,"
+    " a.reason AS admission_reason, a.details AS admission_details, a.event_id AS admission_event_id"
+)
 
 
 def _rejected(row: asyncpg.Record) -> dict[str, Any]:
@@ -235,6 +247,17 @@ def _rejected(row: asyncpg.Record) -> dict[str, Any]:
         "body_size": row["body_size"],
         "request_id": row["request_id"],
         "body_base64": None if row["body"] is None else base64.b64encode(row["body"]).decode(),
+        # Whether the body is in the log now, by whatever path: admitted, or resent by MightyCall.
+        "in_log_as": row["in_log_as"],
+        "last_admission": None
+        if row["admission_outcome"] is None
+        else {
+            "outcome": row["admission_outcome"],
+            "attempted_at": row["admission_at"],
+            "event_id": row["admission_event_id"],
+            "reason": row["admission_reason"],
+            "details": row["admission_details"],
+        },
     }
 
 

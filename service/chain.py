@@ -3,10 +3,12 @@
 hash(n) = sha256(hash(n-1) || envelope(n)), hash(0) = 32 zero bytes, where envelope(n) is the JSON array
 
     [id, received_at in microseconds since the Unix epoch, kind, event_type, org_id, external_id,
-     content_type or null, body_sha256 in hex, request_id]
+     content_type or null, body_sha256 in hex, request_id, admitted_from]
 
-encoded by msgspec (compact, no whitespace). The request id is the last element only when the event has
-one: events logged before request ids existed keep the eight-element envelope they were chained with.
+encoded by msgspec (compact, no whitespace). The array ends at its last element that is not null, of
+the two optional ones: request_id (null or absent for events logged before request ids existed) and
+admitted_from (the id of the refused delivery an event was admitted from by `rejected admit`; absent
+for a live webhook). So every event keeps the envelope it was chained with when a field is added.
 The chain covers the body's sha256, not the body, so old bodies can later be archived without breaking
 verification (DESIGN-NOTES §4).
 """
@@ -16,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Mapping
-from typing import Any, TypedDict, Unpack
+from typing import Any, NotRequired, TypedDict, Unpack
 from uuid import UUID
 
 import msgspec
@@ -54,6 +56,7 @@ class Envelope(TypedDict):
     content_type: str | None
     body_sha256: bytes
     request_id: str | None
+    admitted_from: NotRequired[int | None]
 
 
 def event_hash(prev_hash: bytes, *, event_id: int, **envelope: Unpack[Envelope]) -> bytes:
@@ -77,8 +80,11 @@ def envelope_tail(**envelope: Unpack[Envelope]) -> bytes:
         envelope["content_type"],
         envelope["body_sha256"].hex(),
     ]
-    if envelope["request_id"] is not None:
+    admitted_from = envelope.get("admitted_from")
+    if envelope["request_id"] is not None or admitted_from is not None:
         fields.append(envelope["request_id"])
+    if admitted_from is not None:
+        fields.append(admitted_from)
     return _encode(fields)[1:]
 
 
@@ -95,4 +101,5 @@ def row_hash(prev_hash: bytes, row: Mapping[str, Any]) -> bytes:
         content_type=row["content_type"],
         body_sha256=bytes(row["body_sha256"]),
         request_id=row["request_id"],
+        admitted_from=row.get("admitted_from"),
     )

@@ -14,7 +14,7 @@ any number of processes. The same locked step is where each event's hash is chai
 one. The lock is held through the commit's flush to disk, so callers batch many deliveries into one
 transaction (service/appender.py) and pay it once per batch instead of once per webhook.
 
-The locked step is a function in the database, append_events() (alembic 0006), called as one
+The locked step is a function in the database, append_events() (alembic/sql/), called as one
 statement. Held as six statements from here, the lock lasted six round trips, each waiting its turn in
 an event loop busy with HTTP; the database computes each hash from the envelope encoded here
 (service/chain.py) with the position it assigns put in front.
@@ -52,6 +52,8 @@ class Delivery:
     received_at: dt.datetime
     request_id: str | None = None
     """Joins the delivery's log line to its row; chained with the rest of the envelope."""
+    admitted_from: int | None = None
+    """The refused delivery this one was admitted from (`rejected admit`); None for a live webhook."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +66,7 @@ class Appended:
 _APPEND = """
     SELECT event_id, duplicate FROM append_events(
         $1::timestamptz[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[], $7::bytea[],
-        $8::bytea[], $9::text[], $10::bytea[])
+        $8::bytea[], $9::text[], $10::bytea[], $11::bigint[])
 """
 
 
@@ -93,6 +95,7 @@ async def append(conn: asyncpg.Connection, deliveries: Sequence[Delivery]) -> li
         [d.body_sha256 for d in unique],
         [d.request_id for d in unique],
         [_tail(d) for d in unique],
+        [d.admitted_from for d in unique],
     )
     appended = [Appended(row["event_id"], duplicate=row["duplicate"]) for row in rows]
     results = []
@@ -115,4 +118,5 @@ def _tail(d: Delivery) -> bytes:
         content_type=d.content_type,
         body_sha256=d.body_sha256,
         request_id=d.request_id,
+        admitted_from=d.admitted_from,
     )

@@ -21,7 +21,8 @@ TRACEABLE = {projection.table.name: projection for projection in PROJECTIONS.val
 # Candidates are narrowed in SQL (by external id, which the envelope indexes; a recording names its
 # call only in its body), then confirmed by the projection's own `keys`.
 _CANDIDATES = """
-    SELECT id, received_at, kind, event_type, org_id, external_id, body, body_sha256, request_id
+    SELECT id, received_at, kind, event_type, org_id, external_id, body, body_sha256, request_id,
+           admitted_from
     FROM event_log
     WHERE org_id = $1 AND kind = ANY($2::text[])
       AND (external_id = $3

@@ -90,7 +90,7 @@ async def verify_log(conn: asyncpg.Connection, checkpoints: Iterable[Checkpoint]
         failure = _checkpoint_failure(wanted, 0, GENESIS_HASH)
         cursor = conn.cursor(
             "SELECT id, received_at, kind, event_type, org_id, external_id, content_type, body, body_sha256,"
-            " prev_hash, hash, request_id FROM event_log ORDER BY id",
+            " prev_hash, hash, request_id, admitted_from FROM event_log ORDER BY id",
             prefetch=_CHUNK,
         )
         async for row in cursor:

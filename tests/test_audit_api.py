@@ -36,6 +36,7 @@ ENVELOPE_KEYS = {
     "external_id",
     "body_sha256",
     "request_id",
+    "admitted_from",
     "payload",
 }
 EXPORT_KEYS = ENVELOPE_KEYS | {"content_type", "prev_hash", "hash", "body_base64"}
