@@ -110,6 +110,12 @@ def rejected_content(params: Mapping[str, str], page: Page, scoped: bool) -> str
     rows = []
     for item in page.items:
         row = {k: v for k, v in item.items() if k != "body_base64"}
+        if (admission := item["last_admission"]) is not None:
+            row["last_admission"] = " ".join(
+                f"{v}"
+                for v in (admission["outcome"], admission["event_id"], admission["reason"])
+                if v is not None
+            )
         if item["body_base64"] is not None:
             text = body_text(base64.b64decode(item["body_base64"]))[0]
             row["body"] = text[:_PREVIEW_CHARS] + ("…" if len(text) > _PREVIEW_CHARS else "")

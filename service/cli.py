@@ -22,6 +22,7 @@ from service.errors import IngestError
 from service.event_commands import CommandFailed, add_event_commands, run_event_command
 from service.grants import grant_service_role
 from service.phone_csv import CsvError, read_phone_numbers
+from service.rejected_commands import RedriveRefused, add_rejected_commands, run_rejected_command
 
 __all__ = ["database_url", "main"]
 
@@ -73,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     rebuild.add_argument("names", nargs="*", metavar="NAME", help=", ".join(PROJECTIONS))
     rebuild.add_argument("--all", action="store_true", dest="everything", help="every projection")
     add_event_commands(commands)
+    add_rejected_commands(commands)
     return parser
 
 
@@ -103,6 +105,8 @@ def _run(args: argparse.Namespace) -> str | None:
         return None
     if args.command == "events":
         return asyncio.run(run_event_command(args, database_url(settings)))
+    if args.command == "rejected":
+        return asyncio.run(run_rejected_command(args, database_url(settings), settings))
     if args.command == "projections":
         return asyncio.run(projection_commands.status_table(database_url(settings)))
     if args.command == "project":
@@ -138,7 +142,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         output = _run(args)
-    except (ConfigError, CsvError, reference.ReferenceDataError, CommandFailed, IngestError) as exc:
+    except (
+        ConfigError,
+        CsvError,
+        reference.ReferenceDataError,
+        CommandFailed,
+        IngestError,
+        RedriveRefused,
+    ) as exc:
         print(f"mightycall-ingest: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:

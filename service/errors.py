@@ -4,6 +4,7 @@ service/app.py maps each error to a status code in one place."""
 from __future__ import annotations
 
 __all__ = [
+    "CONTENT_TYPE_REFUSED",
     "DatabaseUnavailable",
     "IngestError",
     "InvalidPayload",
@@ -16,6 +17,10 @@ __all__ = [
     "Unauthorized",
     "UnknownOrganization",
 ]
+
+
+CONTENT_TYPE_REFUSED = "the Content-Type header holds control characters"
+"""The details of a refusal for the header alone (the header is not kept with the refusal)."""
 
 
 class IngestError(Exception):

@@ -31,8 +31,9 @@ _GRANTS = """
     GRANT SELECT, INSERT, UPDATE ON calls, mightycall_sms_messages, mightycall_recordings,
         mightycall_reports TO {role};
     GRANT SELECT, UPDATE ON projection_checkpoints TO {role};
-    -- /metrics reports a running rebuild's progress.
-    GRANT SELECT ON rebuild_progress TO {role};
+    -- /metrics reports a running rebuild's progress, and the admissions of refused deliveries, which
+    -- the audit API shows too. Admitting is the operator's (`rejected admit`, as the owner).
+    GRANT SELECT ON rebuild_progress, rejection_admissions TO {role};
 """
 
 

@@ -8,12 +8,13 @@ names only: never a secret, an organization, or anything from a payload.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import asyncpg
 from litestar import Response, get
 from litestar.handlers import HTTPRouteHandler
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from projections.status import projection_lags
@@ -23,6 +24,26 @@ __all__ = ["Metrics", "metrics_handler"]
 
 # An append waits for a group commit: milliseconds normally, up to the database's timeouts when not.
 _APPEND_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class _Admissions:
+    """Admissions of refused deliveries (`rejected admit`), counted from `rejection_admissions`: the
+    command runs in a process of its own, so the database holds the count, and every `serve` reports
+    the same (take the max, not the sum)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], int] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "mightycall_admissions",
+            "Refused deliveries checked again by `rejected admit`, by kind and outcome "
+            "(admitted, duplicate, refused, no_body).",
+            labels=["kind", "outcome"],
+        )
+        for (kind, outcome), count in sorted(self.counts.items()):
+            family.add_metric([kind, outcome], count)
+        yield family
 
 
 class Metrics:
@@ -78,13 +99,15 @@ class Metrics:
             ["projection"],
             registry=self.registry,
         )
+        self.admissions = _Admissions()
+        self.registry.register(self.admissions)
         self.database_up = Gauge(
             "mightycall_database_up",
             "1 when the last scrape could read the database.",
             registry=self.registry,
         )
 
-    async def read_projections(self, pool: asyncpg.Pool) -> None:
+    async def read_database(self, pool: asyncpg.Pool) -> None:
         for lag in await projection_lags(pool):
             self.lag_events.labels(lag.name).set(lag.events)
             self.lag_seconds.labels(lag.name).set(lag.seconds)
@@ -94,6 +117,8 @@ class Metrics:
             running = lag.rebuilding
             self.rebuild_position.labels(lag.name).set((lag.rebuild_position or 0) if running else 0)
             self.rebuild_head.labels(lag.name).set((lag.rebuild_head or 0) if running else 0)
+        rows = await pool.fetch("SELECT kind, outcome, count(*) FROM rejection_admissions GROUP BY 1, 2")
+        self.admissions.counts = {(row["kind"], row["outcome"]): row["count"] for row in rows}
 
 
 def metrics_handler(metrics: Metrics, pool_of: Callable[[], asyncpg.Pool | None]) -> HTTPRouteHandler:
@@ -103,7 +128,7 @@ def metrics_handler(metrics: Metrics, pool_of: Callable[[], asyncpg.Pool | None]
         up = 0
         if pool is not None:
             try:
-                await metrics.read_projections(pool)
+                await metrics.read_database(pool)
                 up = 1
             except Exception as exc:
                 if not is_unavailable(exc):

@@ -21,6 +21,7 @@ from litestar.handlers import HTTPRouteHandler
 from service.appender import Appender
 from service.auth import BearerAuth
 from service.errors import (
+    CONTENT_TYPE_REFUSED,
     IngestError,
     InvalidPayload,
     PayloadTooLarge,
@@ -116,7 +117,7 @@ class Ingestion:
             except TimeoutError:
                 raise RequestTimeout(f"the body did not arrive within {self.body_timeout_s:g} s") from None
             if bad_content_type:
-                raise InvalidPayload("the Content-Type header holds control characters")
+                raise InvalidPayload(CONTENT_TYPE_REFUSED)
             payload = decode_delivery(kind, body)
             org_id = await self.resolver.resolve(payload.org_id, payload.integration_id)
         except (PayloadTooLarge, RequestTimeout, InvalidPayload, UnknownOrganization) as exc:
