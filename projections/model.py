@@ -76,9 +76,18 @@ _NAMESPACE_BYTES = _NAMESPACE.bytes
 
 
 def row_id(table: str, *key: object) -> UUID:
-    """The same natural key always gets the same id, in the live table and in any rebuild: uuid5 of
-    the table and key in _NAMESPACE, computed here as uuid.uuid5 does but in a third of its time."""
-    name = _NAMESPACE_BYTES + "\x1f".join([table, *map(str, key)]).encode()
+    """The same natural key always gets the same id, in the live table and in any rebuild, and distinct
+    keys of a table get distinct ids: uuid5 of the table and key in _NAMESPACE, computed here as
+    uuid.uuid5 does but in a third of its time.
+
+    The name hashed is the parts' lengths, then the parts themselves: `5 3 1\x1fcallsabcd` names
+    ("calls", "abc", "d") and nothing else, whatever characters the parts hold. (Joined with a separator,
+    ("a\x1fb", "c") and ("a", "b\x1fc") were one name.) Parts are compared as text, which is unambiguous
+    because each key column has one type and is never NULL."""
+    parts = [table, *map(str, key)]
+    header = " ".join([str(len(part)) for part in parts])
+    # surrogatepass: a lone surrogate is still a distinct name, not an error.
+    name = _NAMESPACE_BYTES + (header + "\x1f" + "".join(parts)).encode("utf-8", "surrogatepass")
     # SHA-1 because uuid5 is defined with it; it names rows, it protects nothing.
     digest = bytearray(hashlib.sha1(name, usedforsecurity=False).digest())
     digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
