@@ -35,8 +35,13 @@ _LOCK = """
     FOR UPDATE OF c SKIP LOCKED
 """
 
+# As runner.step's: the version that projects a table's first events is the one that builds it.
 _ADVANCE = """
-    UPDATE projection_checkpoints SET position = $2, updated_at = now() WHERE name = ANY($1::text[])
+    UPDATE projection_checkpoints c
+    SET position = $2, updated_at = now(),
+        version = CASE WHEN c.position = 0 THEN v.version ELSE c.version END
+    FROM unnest($1::text[], $3::integer[]) AS v (name, version)
+    WHERE c.name = v.name
 """
 
 
@@ -81,7 +86,8 @@ async def _step_together(
         await write_events(conn, targets, region)
 
         advanced = [name for name, position in behind.items() if position < reached]
-        await conn.execute(_ADVANCE, advanced, reached)
+        versions = [by_name[name].version for name in advanced]
+        await conn.execute(_ADVANCE, advanced, reached, versions)
     ms = round((time.perf_counter() - started) * 1000, 3)
     for name in advanced:
         fields = {

@@ -18,12 +18,15 @@ from asyncpg.pgproto.pgproto import UUID as _BytesUUID
 from projections.phones import PhoneBook
 from service.payloads import Payload
 
-__all__ = ["Event", "Key", "Projection", "Row", "Table", "id_of", "is_older", "row_id"]
+__all__ = ["Event", "Key", "Projection", "Row", "RowSet", "Table", "id_of", "is_older", "row_id"]
 
 Row = dict[str, Any]
 """Column name -> value, as written to (and read from) the projection's table."""
+RowSet = dict[Any, Row]
+"""The rows of one set of a table kept in sets (Table.in_sets), by the value of their key's last column."""
 Key = tuple[Any, ...]
-"""A row's natural key, in the order of Table.key."""
+"""A row's natural key, in the order of Table.key; in a table kept in sets, a set's: every key column but
+the last."""
 
 
 class Event(msgspec.Struct, frozen=True):
@@ -44,6 +47,15 @@ class Table:
     key: tuple[str, ...]
     columns: Mapping[str, str]
     """Every column the projection writes -> its PostgreSQL type, `id` and the key included."""
+    in_sets: bool = False
+    """Whether the rows come in sets that an event replaces whole: the rows that share every key column
+    but the last are one set (a report's metrics). The projection's `keys` then name sets and its `apply`
+    takes and returns a RowSet (as a Row); a row the new set lacks is deleted."""
+
+    @property
+    def set_key(self) -> tuple[str, ...]:
+        """The columns that name what `keys` name: a row, or in a table kept in sets, a set."""
+        return self.key[:-1] if self.in_sets else self.key
 
 
 @dataclass(frozen=True)
@@ -52,8 +64,9 @@ class Projection:
 
     `keys(event)` names the rows an event touches; `apply(row, event, key, phones)` returns the row
     as it is after the event, or None when the event changes nothing (it is older than what the row
-    already reflects). `row` is None when the row does not exist yet. No I/O, no clock, no randomness:
-    the live projector and a rebuild from the log reach the same rows.
+    already reflects). `row` is None when the row does not exist yet. In a table kept in sets
+    (Table.in_sets), keys name sets and `row` is a set's RowSet. No I/O, no clock, no randomness: the
+    live projector and a rebuild from the log reach the same rows.
     """
 
     name: str
@@ -76,9 +89,18 @@ _NAMESPACE_BYTES = _NAMESPACE.bytes
 
 
 def row_id(table: str, *key: object) -> UUID:
-    """The same natural key always gets the same id, in the live table and in any rebuild: uuid5 of
-    the table and key in _NAMESPACE, computed here as uuid.uuid5 does but in a third of its time."""
-    name = _NAMESPACE_BYTES + "\x1f".join([table, *map(str, key)]).encode()
+    """The same natural key always gets the same id, in the live table and in any rebuild, and distinct
+    keys of a table get distinct ids: uuid5 of the table and key in _NAMESPACE, computed here as
+    uuid.uuid5 does but in a third of its time.
+
+    The name hashed is the parts' lengths, then the parts themselves: `5 3 1\x1fcallsabcd` names
+    ("calls", "abc", "d") and nothing else, whatever characters the parts hold. (Joined with a separator,
+    ("a\x1fb", "c") and ("a", "b\x1fc") were one name.) Parts are compared as text, which is unambiguous
+    because each key column has one type and is never NULL."""
+    parts = [table, *map(str, key)]
+    header = " ".join([str(len(part)) for part in parts])
+    # surrogatepass: a lone surrogate is still a distinct name, not an error.
+    name = _NAMESPACE_BYTES + (header + "\x1f" + "".join(parts)).encode("utf-8", "surrogatepass")
     # SHA-1 because uuid5 is defined with it; it names rows, it protects nothing.
     digest = bytearray(hashlib.sha1(name, usedforsecurity=False).digest())
     digest[6] = (digest[6] & 0x0F) | 0x50  # version 5

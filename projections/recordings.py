@@ -127,7 +127,7 @@ def apply(row: Row | None, event: Event, key: Key, phones: PhoneBook) -> Row | N
 
 PROJECTION = Projection(
     name="recordings",
-    version=1,
+    version=2,  # 2: ids from an unambiguous encoding of the key (model.row_id)
     kinds=frozenset({"calls", "recordings"}),
     table=TABLE,
     keys=keys,

@@ -42,7 +42,7 @@ from projections.runner import (
     to_event,
     touched_keys,
 )
-from projections.store import load_rows, upsert_rows
+from projections.store import load_rows, members, upsert_rows
 
 __all__ = ["PHONE_BOOK_LIMIT", "Replay"]
 
@@ -264,8 +264,9 @@ async def _write(conn: asyncpg.Connection, writes: list[_Write]) -> None:
         for write in writes:
             shadow = write.shadow
             if write.new:
+                rows = members(shadow.projection.table, write.new)
                 await conn.copy_records_to_table(
-                    shadow.table_name, columns=shadow.columns, records=map(shadow.as_record, write.new)
+                    shadow.table_name, columns=shadow.columns, records=map(shadow.as_record, rows)
                 )
             await upsert_rows(conn, shadow.projection.table, shadow.table_name, write.changed)
 

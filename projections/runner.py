@@ -47,6 +47,15 @@ _PHONES = """
 """
 
 
+# A table at position 0 holds nothing yet: the version that projects its first events is the one that
+# builds it, so a new database is not reported due a rebuild by the versions its migrations named.
+_ADVANCE = """
+    UPDATE projection_checkpoints
+    SET position = $2, updated_at = now(), version = CASE WHEN position = 0 THEN $3 ELSE version END
+    WHERE name = $1
+"""
+
+
 class ProjectionFailed(Exception):
     """The event at `position` cannot be applied; the projection stops there rather than skip it."""
 
@@ -209,11 +218,7 @@ async def _step(pool: asyncpg.Pool, projection: Projection, *, limit: int, regio
             limit=limit,
             region=region,
         )
-        await conn.execute(
-            "UPDATE projection_checkpoints SET position = $2, updated_at = now() WHERE name = $1",
-            projection.name,
-            reached,
-        )
+        await conn.execute(_ADVANCE, projection.name, reached, projection.version)
     after: int = checkpoint["position"]
     _log.info(
         "projector batch",

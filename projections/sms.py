@@ -59,7 +59,7 @@ def apply(row: Row | None, event: Event, key: Key, phones: PhoneBook) -> Row | N
 
 PROJECTION = Projection(
     name="sms",
-    version=1,
+    version=2,  # 2: ids from an unambiguous encoding of the key (model.row_id)
     kinds=frozenset({"sms"}),
     table=TABLE,
     keys=keys,

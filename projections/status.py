@@ -58,7 +58,9 @@ async def projection_statuses(conn: asyncpg.Connection) -> list[ProjectionStatus
         ProjectionStatus(
             name=name,
             version=projection.version,
-            table_version=rows[name]["version"],
+            # Nothing has been projected at position 0: the code's version is the one that builds the
+            # table, whichever version the migration that made the checkpoint named.
+            table_version=rows[name]["version"] if rows[name]["position"] > 0 else projection.version,
             position=rows[name]["position"],
             head=head,
             error=rows[name]["error"],

@@ -1,7 +1,8 @@
 """Reading and writing a projection's rows, set-based: one statement per batch, not one per row.
 
 `table_name` is passed separately from the Table because a rebuild writes the same rows into a
-shadow table before it is swapped in.
+shadow table before it is swapped in. In a table kept in sets (Table.in_sets), keys name sets, and what
+is read and written is each set's RowSet.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from collections.abc import Iterable, Sequence
 
 import asyncpg
 
-from projections.model import Key, Row, Table
+from projections.model import Key, Row, RowSet, Table
 
-__all__ = ["load_rows", "quote", "upsert_rows"]
+__all__ = ["load_rows", "members", "quote", "upsert_rows"]
 
 
 def quote(identifier: str) -> str:
@@ -23,23 +24,43 @@ def quote(identifier: str) -> str:
 async def load_rows(
     conn: asyncpg.Connection, table: Table, table_name: str, keys: Iterable[Key]
 ) -> dict[Key, Row]:
+    """The rows (or, kept in sets, the sets) of `keys` that the table holds."""
     keys = list(dict.fromkeys(keys))
     if not keys:
         return {}
+    key = table.set_key
     arrays = [list(column) for column in zip(*keys, strict=True)]
-    unnest = ", ".join(f"${i}::{table.columns[name]}[]" for i, name in enumerate(table.key, start=1))
-    join = " AND ".join(f"t.{quote(name)} = k.{quote(name)}" for name in table.key)
-    names = ", ".join(quote(name) for name in table.key)
+    unnest = ", ".join(f"${i}::{table.columns[name]}[]" for i, name in enumerate(key, start=1))
+    join = " AND ".join(f"t.{quote(name)} = k.{quote(name)}" for name in key)
+    names = ", ".join(quote(name) for name in key)
     rows = await conn.fetch(
         f"SELECT t.* FROM {quote(table_name)} t JOIN unnest({unnest}) AS k ({names}) ON {join}",
         *arrays,
     )
-    return {tuple(row[name] for name in table.key): dict(row) for row in rows}
+    if not table.in_sets:
+        return {tuple(row[name] for name in key): dict(row) for row in rows}
+    member = table.key[-1]
+    sets: dict[Key, RowSet] = {}
+    for row in rows:
+        sets.setdefault(tuple(row[name] for name in key), {})[row[member]] = dict(row)
+    return sets
+
+
+def members(table: Table, rows: Sequence[Row]) -> Sequence[Row]:
+    """The table's rows that `rows` stand for: themselves, or kept in sets, every row of each set."""
+    if not table.in_sets:
+        return rows
+    return [row for rowset in rows for row in rowset.values()]
 
 
 async def upsert_rows(conn: asyncpg.Connection, table: Table, table_name: str, rows: Sequence[Row]) -> None:
+    """Write `rows` over what the table holds for their keys; kept in sets, each set replaces the one of
+    its key, and the rows the new set lacks are deleted."""
     if not rows:
         return
+    if table.in_sets:
+        await _delete_left_out(conn, table, table_name, rows)
+        rows = members(table, rows)
     columns = list(table.columns)
     arrays = [[row[name] for row in rows] for name in columns]
     unnest = ", ".join(f"${i}::{table.columns[name]}[]" for i, name in enumerate(columns, start=1))
@@ -51,4 +72,23 @@ async def upsert_rows(conn: asyncpg.Connection, table: Table, table_name: str, r
         f"SELECT * FROM unnest({unnest}) "
         f"ON CONFLICT ({', '.join(map(quote, table.key))}) DO UPDATE SET {updates}",
         *arrays,
+    )
+
+
+async def _delete_left_out(
+    conn: asyncpg.Connection, table: Table, table_name: str, sets: Sequence[RowSet]
+) -> None:
+    """Delete the rows of the sets' keys that the sets no longer hold. Ids name rows (one key, one id),
+    so the rows kept are those whose id is among the new sets'."""
+    key = table.set_key
+    arrays = [[next(iter(rowset.values()))[name] for rowset in sets] for name in key]
+    kept = [row["id"] for rowset in sets for row in rowset.values()]
+    unnest = ", ".join(f"${i}::{table.columns[name]}[]" for i, name in enumerate(key, start=1))
+    join = " AND ".join(f"t.{quote(name)} = k.{quote(name)}" for name in key)
+    names = ", ".join(quote(name) for name in key)
+    await conn.execute(
+        f"DELETE FROM {quote(table_name)} t USING unnest({unnest}) AS k ({names}) WHERE {join} "
+        f"AND t.id NOT IN (SELECT unnest(${len(key) + 1}::uuid[]))",
+        *arrays,
+        kept,
     )

@@ -30,6 +30,8 @@ _GRANTS = """
     -- The live projector, which runs inside `serve`. Rebuilds run as the owner: they create tables.
     GRANT SELECT, INSERT, UPDATE ON calls, mightycall_sms_messages, mightycall_recordings,
         mightycall_reports TO {role};
+    -- A report's newer version deletes the rows of the metrics it no longer carries.
+    GRANT DELETE ON mightycall_reports TO {role};
     GRANT SELECT, UPDATE ON projection_checkpoints TO {role};
     -- /metrics reports a running rebuild's progress, and the admissions of refused deliveries, which
     -- the audit API shows too. Admitting is the operator's (`rejected admit`, as the owner).

@@ -2,31 +2,65 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
 
 import pytest
 
+from projections.registry import PROJECTIONS
 from service.projection_commands import _ProgressReport
 from tests.support.cli import run_cli
 from tests.support.payloads import SEED
-from tests.support.projecting import append_payloads
+from tests.support.projecting import append_payloads, catch_up
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 async def test_status_shows_position_lag_and_a_due_rebuild(db_url, conn, org_id):
     await append_payloads(conn, org_id, [("calls", SEED["calls"]), ("sms", SEED["sms"])])
-    await conn.execute("UPDATE projection_checkpoints SET version = 0 WHERE name = 'sms'")
+    # sms projected by version 0 (a table at position 0 holds nothing: it is built by the code's version)
+    await conn.execute("UPDATE projection_checkpoints SET version = 0, position = 2 WHERE name = 'sms'")
 
     code, out, err = await run_cli(db_url, "projections", "status")
 
     assert (code, err) == (0, "")
     lines = {line.split()[0]: line.split(None, 5) for line in out.decode().splitlines()[1:]}
     assert set(lines) == {"calls", "sms", "recordings", "reports"}
-    assert lines["calls"][1:5] == ["1", "1", "0", "2"]  # version, table version, position, lag
+    # version, table version, position, lag: nothing projected yet, so the code's version builds it
+    assert lines["calls"][1:5] == ["2", "2", "0", "2"]
     assert "rebuild due (table built by version 0)" in lines["sms"][5]
     assert "rebuild due" not in lines["calls"][5]
+
+
+async def test_tables_built_before_the_unambiguous_ids_are_due_a_rebuild(db_url, pool, conn, org_id):
+    # A database projected by version 1, whose ids joined the key parts with a separator.
+    await append_payloads(
+        conn, org_id, [(kind, SEED[kind]) for kind in ("calls", "sms", "recordings", "reports")]
+    )
+    await catch_up(pool, projections=[dataclasses.replace(p, version=1) for p in PROJECTIONS.values()])
+
+    code, out, err = await run_cli(db_url, "projections", "status")
+
+    assert (code, err) == (0, "")
+    lines = {line.split()[0]: line.split(None, 5) for line in out.decode().splitlines()[1:]}
+    for name in ("calls", "sms", "recordings", "reports"):
+        assert lines[name][1:5] == ["2", "1", "4", "0"], name
+        assert "rebuild due (table built by version 1)" in lines[name][5], name
+
+    code, _, err = await run_cli(db_url, "rebuild", "--all")
+    assert code == 0, err
+    code, out, err = await run_cli(db_url, "projections", "status")
+    assert "rebuild due" not in out.decode()
+    assert [line.split()[2] for line in out.decode().splitlines()[1:]] == ["2"] * 4
+
+
+async def test_a_new_database_is_built_by_the_current_versions(pool, conn, org_id):
+    await append_payloads(conn, org_id, [("calls", SEED["calls"])])
+    await catch_up(pool)
+
+    versions = dict(await conn.fetch("SELECT name, version FROM projection_checkpoints"))
+    assert versions == {name: p.version for name, p in PROJECTIONS.items()}
 
 
 async def test_rebuild_all_brings_every_table_to_the_head(db_url, conn, org_id):

@@ -1,8 +1,9 @@
-"""The `reports` projection as pure functions: one row per (org_id, report_id, metric_type), the values
-of the latest report event (by payload timestamp, a report without one first, then by log position)."""
+"""The `reports` projection as pure functions: a report's rows are one set, one row per metric of its
+newest version (by payload timestamp, a report without one first, then by log position)."""
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import itertools
 import uuid
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from projections.model import Event, Row, row_id
+from projections.model import Event, Row, RowSet, row_id
 from projections.phones import PhoneBook
 from projections.reports import PROJECTION
 from tests.support.events import ORG, OTHER_ORG, event, fold, moment
@@ -20,7 +21,7 @@ from tests.support.payloads import DROP, SEED
 TABLE = "mightycall_reports"
 PHONE_ID = uuid.UUID("7e6d5c4b-3a29-4817-9f0e-d1c2b3a49586")
 PHONES = PhoneBook(default_region="US", ids={(ORG, "+12125551234"): PHONE_ID})
-KEY = (ORG, "rep_12345", "calls_total")
+KEY = (ORG, "rep_12345")
 
 
 def report(event_id: int, at: int | None = 0, **changes: Any) -> Event:
@@ -34,19 +35,29 @@ def total(value: float) -> list[dict[str, Any]]:
     return [{"metric_type": "calls_total", "value": value, "unit": "count"}]
 
 
-def applied(each: Event, key: tuple[Any, ...] = KEY, row: Row | None = None) -> Row:
-    result = PROJECTION.apply(row, each, key, PHONES)
+def applied(each: Event, key: tuple[Any, ...] = KEY, rows: RowSet | None = None) -> RowSet:
+    result = PROJECTION.apply(rows, each, key, PHONES)
     assert result is not None
     return result
 
 
-def test_keys_name_each_metric_of_the_report() -> None:
-    assert PROJECTION.keys(report(1)) == [
-        (ORG, "rep_12345", m["metric_type"]) for m in SEED["reports"]["metrics"]
-    ]
+def total_row(each: Event, key: tuple[Any, ...] = KEY) -> Row:
+    """The calls_total row of the report's set."""
+    return applied(each, key)["calls_total"]
+
+
+def test_keys_name_the_report_whose_set_it_replaces() -> None:
+    assert PROJECTION.table.in_sets
+    assert PROJECTION.keys(report(1)) == [(ORG, "rep_12345")]
     assert PROJECTION.keys(report(1, org_id=OTHER_ORG, report_id="rep_9", metrics=total(1))) == [
-        (OTHER_ORG, "rep_9", "calls_total")
+        (OTHER_ORG, "rep_9")
     ]
+
+
+def test_the_set_holds_a_row_for_each_metric_of_the_report() -> None:
+    rows = applied(report(1))
+    assert list(rows) == [m["metric_type"] for m in SEED["reports"]["metrics"]]
+    assert [row["metric_type"] for row in rows.values()] == list(rows)
 
 
 def test_a_metric_repeated_in_one_report_is_one_row_with_its_last_value() -> None:
@@ -55,14 +66,13 @@ def test_a_metric_repeated_in_one_report_is_one_row_with_its_last_value() -> Non
         {"metric_type": "sms_sent", "value": 2, "unit": "count"},
         {"metric_type": "calls_total", "value": 3, "unit": "calls"},
     ]
-    each = report(1, metrics=metrics)
-    assert PROJECTION.keys(each) == [(ORG, "rep_12345", "calls_total"), (ORG, "rep_12345", "sms_sent")]
-    row = applied(each)
-    assert (row["value"], row["unit"]) == (Decimal(3), "calls")
+    rows = applied(report(1, metrics=metrics))
+    assert list(rows) == ["calls_total", "sms_sent"]
+    assert (rows["calls_total"]["value"], rows["calls_total"]["unit"]) == (Decimal(3), "calls")
 
 
 def test_a_metric_makes_its_row_from_the_report() -> None:
-    row = applied(event("reports", 7))  # the seed report, as sent
+    row = total_row(event("reports", 7))  # the seed report, as sent
     assert row == {
         "id": row_id(TABLE, ORG, "rep_12345", "calls_total"),
         "org_id": ORG,
@@ -81,8 +91,7 @@ def test_a_metric_makes_its_row_from_the_report() -> None:
 
 
 def test_every_metric_of_a_report_gets_its_own_values() -> None:
-    each = report(1)
-    rows = [applied(each, key) for key in PROJECTION.keys(each)]
+    rows = list(applied(report(1)).values())
     assert [(r["metric_type"], r["value"], r["unit"]) for r in rows] == [
         (m["metric_type"], Decimal(m["value"]), m["unit"]) for m in SEED["reports"]["metrics"]
     ]
@@ -103,7 +112,7 @@ def test_every_metric_of_a_report_gets_its_own_values() -> None:
     ],
 )
 def test_the_value_is_the_decimal_the_json_wrote(value: float, expected: Decimal) -> None:
-    row = applied(report(1, metrics=total(value)))
+    row = total_row(report(1, metrics=total(value)))
     assert isinstance(row["value"], Decimal)
     assert row["value"] == expected
 
@@ -111,7 +120,7 @@ def test_the_value_is_the_decimal_the_json_wrote(value: float, expected: Decimal
 @pytest.mark.parametrize("unit", ["seconds", "%", None, DROP])
 def test_the_unit_is_kept(unit: object) -> None:
     metric = {"metric_type": "calls_total", "value": 1, "unit": unit}
-    row = applied(report(1, metrics=[{k: v for k, v in metric.items() if v is not DROP}]))
+    row = total_row(report(1, metrics=[{k: v for k, v in metric.items() if v is not DROP}]))
     assert row["unit"] == (None if unit is DROP else unit)
 
 
@@ -119,11 +128,11 @@ def test_the_unit_is_kept(unit: object) -> None:
     ("date", "expected"), [("2024-02-29", dt.date(2024, 2, 29)), ("1999-12-31", dt.date(1999, 12, 31))]
 )
 def test_the_report_date_is_the_payloads(date: str, expected: dt.date) -> None:
-    assert applied(report(1, date=date))["report_date"] == expected
+    assert total_row(report(1, date=date))["report_date"] == expected
 
 
 def test_a_report_without_a_timestamp_has_no_reported_at() -> None:
-    assert applied(report(1, at=None))["reported_at"] is None
+    assert total_row(report(1, at=None))["reported_at"] is None
 
 
 # (seconds or None for no timestamp, event id) of the event that made the row, then of the next one;
@@ -148,27 +157,65 @@ ORDERINGS = [
 def test_a_row_never_moves_backwards(
     first: tuple[int | None, int], second: tuple[int | None, int], replaces: bool
 ) -> None:
-    row = applied(report(first[1], at=first[0], metrics=total(1)))
+    rows = applied(report(first[1], at=first[0], metrics=total(1)))
     later = report(second[1], at=second[0], metrics=total(2), report_type="corrected")
-    result = PROJECTION.apply(row, later, KEY, PHONES)
+    result = PROJECTION.apply(rows, later, KEY, PHONES)
     if replaces:
         assert result == applied(later)
         assert result is not None
-        assert (result["value"], result["report_type"], result["event_id"]) == (
+        assert (
+            result["calls_total"]["value"],
+            result["calls_total"]["report_type"],
+            result["calls_total"]["event_id"],
+        ) == (
             Decimal(2),
             "corrected",
             second[1],
         )
-        assert result["reported_at"] == (None if second[0] is None else moment(second[0]))
+        assert result["calls_total"]["reported_at"] == (None if second[0] is None else moment(second[0]))
     else:
         assert result is None
 
 
 @pytest.mark.parametrize("at", [0, None])
 def test_a_redelivery_further_down_the_log_changes_only_the_event_id(at: int | None) -> None:
-    row = applied(report(4, at=at))
-    assert PROJECTION.apply(row, report(9, at=at), KEY, PHONES) == {**row, "event_id": 9}
-    assert PROJECTION.apply(row, report(4, at=at), KEY, PHONES) is None
+    rows = applied(report(4, at=at))
+    assert PROJECTION.apply(rows, report(9, at=at), KEY, PHONES) == {
+        metric: {**row, "event_id": 9} for metric, row in rows.items()
+    }
+    assert PROJECTION.apply(rows, report(4, at=at), KEY, PHONES) is None
+
+
+def test_a_newer_version_without_a_metric_leaves_no_row_for_it() -> None:
+    rows = applied(report(1, at=0))
+    newer = report(2, at=10, metrics=total(7))
+    assert len(rows) == len(SEED["reports"]["metrics"])
+    assert applied(newer, rows=rows) == {"calls_total": applied(newer)["calls_total"]}
+
+
+def test_an_older_version_with_a_metric_the_set_lacks_changes_nothing() -> None:
+    rows = applied(report(2, at=10, metrics=total(7)))
+    older = report(3, at=0)  # every seed metric, calls_total's among them
+    assert PROJECTION.apply(rows, older, KEY, PHONES) is None
+
+
+def test_a_metric_a_newer_version_keeps_keeps_its_id() -> None:
+    rows = applied(report(1, at=0))
+    kept = {**rows["calls_total"], "id": uuid.UUID("0f0e0d0c-0b0a-4908-8706-050403020100")}
+    assert (
+        applied(report(2, at=10, metrics=total(7)), rows={"calls_total": kept})["calls_total"]["id"]
+        == kept["id"]
+    )
+
+
+def test_the_newest_of_rows_left_by_older_versions_decides() -> None:
+    # A table built before a report's rows were kept as one set may hold rows of several versions.
+    rows = {
+        "calls_total": total_row(report(5, at=20)),
+        "sms_sent": applied(report(1, at=0))["sms_sent"],
+    }
+    assert PROJECTION.apply(rows, report(6, at=10), KEY, PHONES) is None
+    assert set(applied(report(7, at=30, metrics=total(1)), rows=rows)) == {"calls_total"}
 
 
 # (seconds or None, event id): ids deliberately out of step with timestamps.
@@ -185,9 +232,19 @@ def _rank(at: int | None, event_id: int) -> tuple[bool, int, int]:
     return (at is not None, at or 0, event_id)
 
 
+def _metrics(event_id: int) -> list[dict[str, Any]]:
+    """Each version its own metrics: some dropped, some added from one version to the next."""
+    names = ["calls_total", "sms_sent", "calls_missed", "sms_received"]
+    return [
+        {"metric_type": name, "value": event_id * 10 + n, "unit": "count"}
+        for n, name in enumerate(names)
+        if (event_id >> n) & 1 or n == 3
+    ]
+
+
 @pytest.mark.parametrize("history", HISTORIES)
 def test_any_delivery_order_ends_with_the_latest_event_alone(history: list[tuple[int | None, int]]) -> None:
-    events = [report(event_id, at=at, metrics=total(event_id * 10)) for at, event_id in history]
+    events = [report(event_id, at=at, metrics=_metrics(event_id)) for at, event_id in history]
     latest = events[history.index(max(history, key=lambda pair: _rank(*pair)))]
     expected = applied(latest)
     for order in itertools.permutations(events):
@@ -195,16 +252,16 @@ def test_any_delivery_order_ends_with_the_latest_event_alone(history: list[tuple
 
 
 def test_every_row_names_the_event_that_last_changed_it() -> None:
-    row = fold(PROJECTION, [report(3, at=0), report(8, at=5), report(6, at=1), report(9, at=None)], KEY)
-    assert row is not None
-    assert row["event_id"] == 8
+    rows = fold(PROJECTION, [report(3, at=0), report(8, at=5), report(6, at=1), report(9, at=None)], KEY)
+    assert rows is not None
+    assert {row["event_id"] for row in rows.values()} == {8}
 
 
 @pytest.mark.parametrize(
     "number", ["+12125551234", "(212) 555-1234", "212.555.1234", "+1 212 555 1234", "1-212-555-1234"]
 )
 def test_the_phone_number_matches_the_organizations_number_in_any_format(number: str) -> None:
-    row = applied(report(1, phone_number=number))
+    row = total_row(report(1, phone_number=number))
     assert (row["phone_number"], row["phone_number_id"]) == (number, PHONE_ID)
 
 
@@ -218,19 +275,21 @@ def test_the_phone_number_matches_the_organizations_number_in_any_format(number:
     ],
 )
 def test_no_phone_number_id_without_a_match(org_id: uuid.UUID, number: str | None) -> None:
-    row = applied(report(1, org_id=org_id, phone_number=number), (org_id, "rep_12345", "calls_total"))
+    row = total_row(report(1, org_id=org_id, phone_number=number), (org_id, "rep_12345"))
     assert (row["phone_number"], row["phone_number_id"]) == (number, None)
 
 
 def test_the_numbers_an_event_mentions_are_its_phone_number() -> None:
     assert PROJECTION.phone_numbers(report(1, phone_number="(212) 555-1234")) == ["(212) 555-1234"]
     assert PROJECTION.phone_numbers(report(1, phone_number=DROP)) == [None]
+    # A version replaces the whole set: no number a stored row holds is linked again.
+    assert PROJECTION.row_phone_numbers(applied(report(1))) == []
 
 
 def test_row_ids_derive_from_the_natural_key() -> None:
     def row_for(org_id: uuid.UUID, report_id: str, metric_type: str, event_id: int) -> uuid.UUID:
         each = report(event_id, org_id=org_id, report_id=report_id)
-        return applied(each, (org_id, report_id, metric_type))["id"]
+        return applied(each, (org_id, report_id))[metric_type]["id"]
 
     expected = row_id(TABLE, ORG, "rep_1", "calls_total")
     assert row_for(ORG, "rep_1", "calls_total", 1) == row_for(ORG, "rep_1", "calls_total", 2) == expected
@@ -252,9 +311,9 @@ def test_row_ids_derive_from_the_natural_key() -> None:
     ],
 )
 def test_apply_is_pure(later: Event) -> None:
-    row = applied(report(5))
-    given = dict(row)
+    rows = applied(report(5))
+    given = copy.deepcopy(rows)
     first = PROJECTION.apply(given, later, KEY, PHONES)
-    assert given == row
+    assert given == rows
     assert PROJECTION.apply(given, later, KEY, PHONES) == first
     assert PROJECTION.apply(None, later, KEY, PHONES) == PROJECTION.apply(None, later, KEY, PHONES)

@@ -91,7 +91,9 @@ async def test_rebuild_during_ingestion_loses_nothing_and_readers_never_see_an_e
     assert counts == sorted(counts)
     assert await conn.fetchval("SELECT count(*) FROM mightycall_sms_messages") == 250
     await _live_rows_equal_rebuild(conn)
-    assert {(s.position, s.table_version) for s in await projection_statuses(conn)} == {(head, 1)}
+    assert {(s.name, s.position, s.table_version) for s in await projection_statuses(conn)} == {
+        (name, head, projection.version) for name, projection in PROJECTIONS.items()
+    }
 
 
 async def test_an_abandoned_rebuild_leaves_the_live_table_alone_and_a_new_one_starts_over(

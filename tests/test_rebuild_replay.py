@@ -105,8 +105,10 @@ async def test_rebuilding_all_at_once_gives_what_rebuilding_one_at_a_time_gives(
     for projection in PROJECTIONS.values():
         assert await rebuild(db_url, projection, region=REGION, batch_size=1000) == head
         assert await table_rows(conn, projection.table.name) == live[projection.name], projection.name
-    checkpoints = await conn.fetch("SELECT position, version, error FROM projection_checkpoints")
-    assert {tuple(c) for c in checkpoints} == {(head, 1, None)}
+    checkpoints = await conn.fetch("SELECT name, position, version, error FROM projection_checkpoints")
+    assert {tuple(c) for c in checkpoints} == {
+        (name, head, p.version, None) for name, p in PROJECTIONS.items()
+    }
 
 
 async def _shadows(conn) -> list[tuple]:

@@ -87,7 +87,11 @@ async def test_a_new_column_is_filled_for_new_events_and_by_a_rebuild_for_histor
     _migrate_with_the_new_step(tmp_path, db_url)
     monkeypatch.setitem(PROJECTIONS, "calls", CALLS_V2)
     [status] = [s for s in await projection_statuses(conn) if s.name == "calls"]
-    assert (status.version, status.table_version, status.rebuild_due) == (2, 1, True)
+    assert (status.version, status.table_version, status.rebuild_due) == (
+        calls.PROJECTION.version + 1,
+        calls.PROJECTION.version,
+        True,
+    )
 
     await append_payloads(
         conn, org_id, [("calls", {**SEED["calls"], "call_id": "new", "caller_name": "Grace Hopper"})]
@@ -105,4 +109,4 @@ async def test_a_new_column_is_filled_for_new_events_and_by_a_rebuild_for_histor
     for call_id, old in before.items():
         assert {k: v for k, v in rows[call_id].items() if k != "caller_initials"} == old
     [status] = [s for s in await projection_statuses(conn) if s.name == "calls"]
-    assert (status.table_version, status.rebuild_due, status.lag) == (2, False, 0)
+    assert (status.table_version, status.rebuild_due, status.lag) == (CALLS_V2.version, False, 0)
