@@ -34,7 +34,16 @@ OWN_TABLES = (
 )
 """Every table the migrations create (tests/test_migrations.py keeps this list true)."""
 
-_SCRIPT_LOCATION = Path(__file__).resolve().parent.parent / "alembic"
+
+def _script_location() -> Path:
+    # An installed wheel carries the migrations inside the package (pyproject.toml maps alembic/ there);
+    # a checkout, and an editable install of it, keeps them at the top level beside service/.
+    here = Path(__file__).resolve().parent
+    packaged = here / "_migrations"
+    return packaged if (packaged / "env.py").is_file() else here.parent / "alembic"
+
+
+_SCRIPT_LOCATION = _script_location()
 
 
 def _config(database_url: str | None = None) -> Config:
