@@ -30,12 +30,9 @@ from tests.support.cli import ROOT
 from tests.support.databases import with_database
 from tests.support.http import SECRET, bearer
 from tests.support.ledger import free_port
+from tests.support.package import IN_WHEEL, SOURCES
 from tests.support.payloads import PATHS, body_for
 
-# What the wheel is built from: the same allow-list as the image's build context (.dockerignore).
-SOURCES = ("pyproject.toml", "README.md", "service", "projections", "alembic")
-# Where the wheel carries each source directory (pyproject.toml's package-dir).
-IN_WHEEL = {"service": "service", "projections": "projections", "alembic": "service/_migrations"}
 _BUILD_S = 300
 _COMMAND_S = 120
 
