@@ -9,7 +9,7 @@ from litestar import Response, get
 
 from projections.status import ProjectionLag, projection_lags
 from service.db import is_unavailable
-from service.migrations import head_revision
+from service.migrations import head_revision, known_revisions
 
 __all__ = ["health", "projections_readiness_handler", "readiness_handler"]
 
@@ -40,9 +40,17 @@ def readiness_handler(pool_of: Any) -> Any:
             if reason := _database_reason(exc):
                 return _not_ready(reason)
             raise
-        if version != head_revision():
+        if version == head_revision():
+            return Response({"ready": True}, status_code=200)
+        if version in known_revisions():
             return _not_ready(f"schema at {version}, code expects {head_revision()}: run migrate")
-        return Response({"ready": True}, status_code=200)
+        # A newer version has migrated and this process is yet to be restarted into it. Migrations add
+        # (docs/operations.md, Upgrade), so it goes on taking webhooks: were it unready, a rolling upgrade
+        # would take every old process out of rotation at once, between `migrate` and their restarts.
+        return Response(
+            {"ready": True, "schema": f"at {version}, newer than this code's {head_revision()}: restart"},
+            status_code=200,
+        )
 
     return ready
 

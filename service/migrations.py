@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
     from sqlalchemy.engine import Connection
 
-__all__ = ["OWN_TABLES", "head_revision", "refuse_foreign_tables", "upgrade"]
+__all__ = ["OWN_TABLES", "head_revision", "known_revisions", "refuse_foreign_tables", "upgrade"]
 
 OWN_TABLES = (
     "organizations",
@@ -69,6 +69,14 @@ def head_revision() -> str:
     head = ScriptDirectory.from_config(_config()).get_current_head()
     assert head is not None
     return head
+
+
+@cache
+def known_revisions() -> frozenset[str]:
+    """Every revision this code's migrations hold: a schema at one of them is at head or behind it."""
+    from alembic.script import ScriptDirectory
+
+    return frozenset(script.revision for script in ScriptDirectory.from_config(_config()).walk_revisions())
 
 
 def refuse_foreign_tables(connection: Connection) -> None:
