@@ -11,25 +11,26 @@
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
-FROM ${PYTHON_IMAGE} AS build
+# Stage 1: the wheel, built from the sources (the migrations travel inside it, as service/_migrations).
+FROM ${PYTHON_IMAGE} AS wheel
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN python -m venv /opt/venv
-WORKDIR /app
-# Dependencies first, in a layer of their own: a change to the code does not reinstall them.
-#
-# Editable (-e) on purpose. service/migrations.py finds the migrations at `<parent of service/>/alembic`;
-# a plain `pip install .` builds a wheel with service/ and projections/ only, so `migrate` would look in
-# site-packages/alembic (the alembic library itself) and fail ("Can't find Python file .../alembic/env.py"),
-# and /ready would answer 500. Installed editable, the code runs from /app, next to /app/alembic.
-# No extras: the dev and bench tools stay out of the image.
+WORKDIR /src
 COPY pyproject.toml README.md ./
-RUN mkdir service projections && /opt/venv/bin/pip install -e .
-COPY alembic.ini ./
 COPY alembic ./alembic
 COPY projections ./projections
 COPY service ./service
-RUN /opt/venv/bin/python -m compileall -q /app/service /app/projections /app/alembic
+RUN pip wheel --no-deps --wheel-dir /dist .
+
+# Stage 2: a virtualenv with the wheel and its runtime dependencies (no dev or bench extras). No source
+# tree: the command runs from site-packages, as after any `pip install`.
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/venv
+COPY --from=wheel /dist /dist
+# pip's cache lives in a build cache, not in a layer: a change to the code rebuilds the wheel, and the
+# dependencies then come from that cache instead of the network.
+RUN --mount=type=cache,target=/root/.cache/pip /opt/venv/bin/pip install /dist/*.whl
 
 FROM ${PYTHON_IMAGE}
 # A fixed numeric id, so that an orchestrator can check "not root" without reading /etc/passwd.
@@ -37,16 +38,17 @@ RUN groupadd --system --gid 10001 mightycall \
     && useradd --system --uid 10001 --gid mightycall --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin mightycall
 COPY --from=build /opt/venv /opt/venv
-COPY --from=build /app /app
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
-WORKDIR /app
+# Any directory will do: the installed command needs nothing beside it, and writes nothing.
+WORKDIR /
 USER 10001:10001
 EXPOSE 8000
 
-# /health says the process is alive; /ready (database reachable, schema at head, no projection stopped)
-# is for alerting, not for this: a stopped projection must not take ingestion out of service.
+# /health says the process is alive: the liveness check. An orchestrator's readiness probe goes to
+# /ready (the database reachable as a primary, schema at head), never to /ready/projections, which is
+# for alerting: a stopped projection must not take ingestion out of service.
 # Python's urllib, because the slim image has no curl. The port is the one CMD gives `serve`.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4).status == 200 else 1)"]

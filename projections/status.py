@@ -1,4 +1,4 @@
-"""Where each projection stands: what `projections status`, `serve` and `/ready` report."""
+"""Where each projection stands: what `projections status`, `serve` and `/ready/projections` report."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ async def projection_statuses(conn: asyncpg.Connection) -> list[ProjectionStatus
 
 @dataclass(frozen=True, slots=True)
 class ProjectionLag:
-    """How far behind the log a projection's live table is: what `/metrics` and `/ready` report."""
+    """How far behind the log a projection's live table is (`/metrics`, `/ready/projections`)."""
 
     name: str
     events: int

@@ -36,7 +36,7 @@ from service.errors import (
     Unauthorized,
     UnknownOrganization,
 )
-from service.health import health, readiness_handler
+from service.health import health, projections_readiness_handler, readiness_handler
 from service.metrics import metrics_handler
 from service.orgs import OrgResolver
 from service.request_ids import add_request_id, request_id
@@ -114,7 +114,8 @@ def create_app(settings: Settings, database_url: str, *, body_timeout_s: float =
             *webhook_handlers(ingestion),
             *audit,
             health,
-            readiness_handler(lambda: ingestion.pool, settings.ready_max_lag_s),
+            readiness_handler(lambda: ingestion.pool),
+            projections_readiness_handler(lambda: ingestion.pool, settings.ready_max_lag_s),
             metrics_handler(ingestion.metrics, lambda: ingestion.pool),
         ],
         lifespan=[lifespan],

@@ -90,7 +90,7 @@ class Settings:
     run_projector: bool = True
     """Whether `serve` runs a live projector (only one is active across all processes anyway)."""
     ready_max_lag_s: int = DEFAULT_READY_MAX_LAG_S
-    """/ready fails while a projection's oldest unapplied event is older than this."""
+    """/ready/projections fails while a projection's oldest unapplied event is older than this."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
     from sqlalchemy.engine import Connection
 
-__all__ = ["OWN_TABLES", "head_revision", "refuse_foreign_tables", "upgrade"]
+__all__ = ["OWN_TABLES", "head_revision", "known_revisions", "refuse_foreign_tables", "upgrade"]
 
 OWN_TABLES = (
     "organizations",
@@ -35,7 +35,16 @@ OWN_TABLES = (
 )
 """Every table the migrations create (tests/test_migrations.py keeps this list true)."""
 
-_SCRIPT_LOCATION = Path(__file__).resolve().parent.parent / "alembic"
+
+def _script_location() -> Path:
+    # An installed wheel carries the migrations inside the package (pyproject.toml maps alembic/ there);
+    # a checkout, and an editable install of it, keeps them at the top level beside service/.
+    here = Path(__file__).resolve().parent
+    packaged = here / "_migrations"
+    return packaged if (packaged / "env.py").is_file() else here.parent / "alembic"
+
+
+_SCRIPT_LOCATION = _script_location()
 
 
 def _config(database_url: str | None = None) -> Config:
@@ -61,6 +70,14 @@ def head_revision() -> str:
     head = ScriptDirectory.from_config(_config()).get_current_head()
     assert head is not None
     return head
+
+
+@cache
+def known_revisions() -> frozenset[str]:
+    """Every revision this code's migrations hold: a schema at one of them is at head or behind it."""
+    from alembic.script import ScriptDirectory
+
+    return frozenset(script.revision for script in ScriptDirectory.from_config(_config()).walk_revisions())
 
 
 def refuse_foreign_tables(connection: Connection) -> None:

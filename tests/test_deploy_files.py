@@ -41,6 +41,7 @@ from service.server import UVICORN_OPTIONS
 from tests.support.cli import ROOT, start_cli
 from tests.support.http import SECRET, bearer
 from tests.support.ledger import free_port
+from tests.support.package import SOURCES
 from tests.support.payloads import PATHS, body_for
 
 yaml = pytest.importorskip("yaml")
@@ -248,8 +249,42 @@ def test_dockerfile_runs_the_real_serve_as_non_root_on_the_exposed_port():
     assert f"http://127.0.0.1:{args.port}/health" in healthcheck
     user = _instruction("USER").split(":")[0]
     assert user not in ("root", "0")
-    assert "pip install -e ." in DOCKERFILE.read_text()  # see the Dockerfile: a wheel lacks alembic/
     assert not re.search(r"pip install[^\n]*\[(dev|bench)", DOCKERFILE.read_text())
+
+
+def _stages() -> dict[str, list[tuple[str, str]]]:
+    """The Dockerfile's instructions by stage (the last, unnamed one under "final")."""
+    stages: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] = []
+    for instruction, args in _dockerfile():
+        if instruction == "FROM":
+            current = stages.setdefault(args.split(" AS ")[1] if " AS " in args else "final", [])
+        current.append((instruction, args))
+    return stages
+
+
+def test_dockerfile_installs_the_wheel_built_from_the_sources_not_the_source_tree():
+    stages = _stages()
+    # The wheel is built from what tests/test_wheel.py builds it from, all of it in the build context.
+    copied = {
+        name for instruction, args in stages["wheel"] if instruction == "COPY" for name in args.split()[:-1]
+    }
+    assert copied == set(SOURCES)
+    allowed = {
+        line.strip().lstrip("!").rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()
+    }
+    assert set(SOURCES) <= allowed
+    runs = [args for instruction, args in stages["wheel"] if instruction == "RUN"]
+    assert any("pip wheel --no-deps" in run for run in runs), runs
+    # The image's virtualenv gets that wheel, never an editable install of a checkout.
+    installs = [
+        args for instruction, args in stages["build"] if instruction == "RUN" and "pip install" in args
+    ]
+    assert installs and all(args.endswith("pip install /dist/*.whl") for args in installs), installs
+    assert "pip install -e" not in DOCKERFILE.read_text()
+    # The final image holds the virtualenv and nothing of the sources.
+    final_copies = [args for instruction, args in stages["final"] if instruction == "COPY"]
+    assert final_copies == ["--from=build /opt/venv /opt/venv"]
 
 
 def _entrypoint(*argv: str, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
