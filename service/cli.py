@@ -13,6 +13,8 @@ from uuid import UUID
 import asyncpg
 import uvloop
 
+from projections.rebuild_blockers import RebuildRefused
+from projections.rebuild_lock import RebuildRunning
 from projections.registry import PROJECTIONS
 from service import migrations, projection_commands, reference
 from service.config import ConfigError, Settings
@@ -138,7 +140,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         output = _run(args)
-    except (ConfigError, CsvError, reference.ReferenceDataError, CommandFailed, IngestError) as exc:
+    except (
+        ConfigError,
+        CsvError,
+        reference.ReferenceDataError,
+        CommandFailed,
+        IngestError,
+        RebuildRunning,
+        RebuildRefused,
+    ) as exc:
         print(f"mightycall-ingest: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:
