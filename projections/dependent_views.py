@@ -33,7 +33,7 @@ _READERS = """
                         AND d.classid = 'pg_rewrite'::regclass
         JOIN pg_rewrite r ON r.oid = d.objid AND r.ev_class <> readers.oid
     )
-    SELECT readers.oid, c.relkind, max(readers.depth) AS depth
+    SELECT readers.oid, c.relkind::text AS relkind, max(readers.depth) AS depth
     FROM readers JOIN pg_class c ON c.oid = readers.oid
     GROUP BY readers.oid, c.relkind ORDER BY depth, readers.oid
 """

@@ -22,7 +22,8 @@ class RebuildRefused(Exception):
 
 
 # Normal dependencies on the table, its row type, or one of its views, other than those the swap makes
-# again: the relations' own rules (a view's definition), policies, triggers, constraints and defaults.
+# again: the relations' own rules (a view's definition), policies, triggers, constraints, defaults and
+# places in publications (a row filter depends on the columns it reads).
 _OTHER_DEPENDENTS = """
     SELECT DISTINCT CASE WHEN d.classid = 'pg_rewrite'::regclass
                          THEN pg_describe_object('pg_class'::regclass,
@@ -40,6 +41,8 @@ _OTHER_DEPENDENTS = """
           WHEN 'pg_constraint'::regclass
               THEN (SELECT conrelid FROM pg_constraint WHERE oid = d.objid AND confrelid = 0)
           WHEN 'pg_attrdef'::regclass THEN (SELECT adrelid FROM pg_attrdef WHERE oid = d.objid)
+          WHEN 'pg_publication_rel'::regclass
+              THEN (SELECT prrelid FROM pg_publication_rel WHERE oid = d.objid)
           WHEN 'pg_class'::regclass THEN d.objid
           END = ANY ($1::oid[]), false)
     ORDER BY what

@@ -8,35 +8,43 @@ thing when it is run again.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import asyncpg
 
-__all__ = ["ResetAcl", "Step", "relation_statements"]
+__all__ = ["TABLE_GRANTS", "ResetAcl", "Step", "relation_statements"]
 
 
-class ResetAcl(str):
-    """A step that is not a statement: revoke every privilege the named relation has now, whoever holds
-    it. A relation made afresh may already carry grants (the creating role's default privileges), which
-    cannot be known until it exists."""
+@dataclass(frozen=True)
+class ResetAcl:
+    """A step that is not a statement: revoke every privilege `relation` has now, whoever holds it. A
+    relation made afresh may already carry grants (the creating role's default privileges), which cannot
+    be known until it exists. With `to_default`, the relation had the default privileges (no ACL): one
+    made afresh without an ACL is left alone, and one with an ACL gets the owner's default privileges."""
+
+    relation: str
+    to_default: bool
 
 
-Step = str
+Step = str | ResetAcl
 """A statement to run, or a ResetAcl."""
 
 _GRANTEE = "CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END"
 
 _OWNER_AND_COMMENT = """
     SELECT format('ALTER %s %s OWNER TO %I', $2::text, c.oid::regclass, pg_get_userbyid(c.relowner)) AS owner,
+           c.oid::regclass::text AS name, c.relacl IS NULL AS default_acl,
            format('COMMENT ON %s %s IS %L', $2::text, c.oid::regclass, obj_description(c.oid, 'pg_class'))
              AS comment
     FROM pg_class c WHERE c.oid = $1
 """
 
-# Grants as they stand (the owner's implicit ones made explicit when the ACL is the default), grouped by
-# grantee and grant option. The grantor becomes the role that runs the statement (the owner).
-_TABLE_GRANTS = f"""
+# Grants as they stand (with $2, the owner's default ones instead), grouped by grantee and grant option.
+# The grantor becomes the role that runs the statement (the owner).
+TABLE_GRANTS = f"""
     SELECT format('GRANT %s ON %s TO %s%s', string_agg(a.privilege_type, ', ' ORDER BY a.privilege_type),
                   c.oid::regclass, {_GRANTEE}, CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
-    FROM pg_class c, aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a
+    FROM pg_class c, aclexplode(CASE WHEN $2 THEN acldefault('r', c.relowner) ELSE c.relacl END) a
     WHERE c.oid = $1
     GROUP BY c.oid, a.grantee, a.is_grantable
 """
@@ -86,9 +94,9 @@ async def relation_statements(conn: asyncpg.Connection, oid: int, kind: str) -> 
     column, with grant options), comments (its own and its columns'), triggers (and whether each is
     enabled) and rules of relation `oid`. `kind` is TABLE or VIEW."""
     head = await conn.fetchrow(_OWNER_AND_COMMENT, oid, kind)
-    name = await conn.fetchval("SELECT $1::oid::regclass::text", oid)
-    steps: list[Step] = [head["owner"], ResetAcl(name)]
-    steps += [row[0] for row in await conn.fetch(_TABLE_GRANTS, oid)]
+    steps: list[Step] = [head["owner"], ResetAcl(head["name"], head["default_acl"])]
+    if not head["default_acl"]:
+        steps += [row[0] for row in await conn.fetch(TABLE_GRANTS, oid, False)]
     steps += [row[0] for row in await conn.fetch(_COLUMN_GRANTS, oid)]
     steps.append(head["comment"])
     steps += [row[0] for row in await conn.fetch(_COLUMN_COMMENTS, oid)]

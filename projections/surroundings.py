@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from projections.dependent_views import DependentViews, dependent_views
-from projections.relation_sql import ResetAcl, Step, relation_statements
+from projections.relation_sql import TABLE_GRANTS, ResetAcl, Step, relation_statements
 
 __all__ = ["Surroundings", "carry_over", "read_surroundings"]
 
@@ -118,16 +118,20 @@ async def carry_over(
             await conn.execute(step)
 
 
-async def _reset_acl(conn: asyncpg.Connection, relation: str) -> None:
-    """Revoke every privilege on `relation` from whoever holds one, owner included: the grants that follow
-    are then all it has."""
+async def _reset_acl(conn: asyncpg.Connection, reset: ResetAcl) -> None:
+    """Revoke every privilege on the relation from whoever holds one, owner included: the grants that
+    follow are then all it has."""
+    oid = await conn.fetchval("SELECT to_regclass($1)::oid", reset.relation)
     holders = await conn.fetch(
         """
         SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END
-        FROM pg_class c, aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a
-        WHERE c.oid = to_regclass($1)
+        FROM pg_class c, aclexplode(c.relacl) a WHERE c.oid = $1
         """,
-        relation,
+        oid,
     )
-    if holders:
-        await conn.execute(f"REVOKE ALL ON {relation} FROM {', '.join(row[0] for row in holders)} CASCADE")
+    if not holders:
+        return
+    await conn.execute(f"REVOKE ALL ON {reset.relation} FROM {', '.join(row[0] for row in holders)} CASCADE")
+    if reset.to_default:
+        for row in await conn.fetch(TABLE_GRANTS, oid, True):
+            await conn.execute(row[0])
