@@ -29,7 +29,7 @@ from projections.fill import SWAP_BACKLOG, Shadow, fill
 from projections.fill_process import fill_in_child
 from projections.model import Projection
 from projections.rebuild_blockers import refuse_what_cannot_be_carried_over
-from projections.rebuild_lock import RebuildRunning, holding_rebuild_locks, still_held
+from projections.rebuild_lock import RebuildRunning, holding_rebuild_locks, lock_lost, still_held
 from projections.rebuild_progress import published_progress
 from projections.registry import PROJECTIONS
 from projections.runner import head_position, project_batch
@@ -260,11 +260,17 @@ async def rebuild_many(
                     database_url, conn, group, region=region, batch_size=batch_size, progress=progress
                 )
 
-        # One filler replays on this process's connection, each of the others in child processes.
+        # One filler replays on this process's connection, each of the others in child processes. The
+        # watch stops them all if the lock goes.
         try:
             async with asyncio.TaskGroup() as tasks:
-                for n in range(min(processes, len(groups))):
+                watch = tasks.create_task(lock_lost(lock, ", ".join(p.name for p in chosen)))
+                fillers = [
                     tasks.create_task(fill_waiting(writer if n == 0 else None))
+                    for n in range(min(processes, len(groups)))
+                ]
+                await asyncio.gather(*fillers)
+                watch.cancel()
         except BaseExceptionGroup as failed:
             # The first replay to fail has cancelled the others (and killed their processes): its error
             # is the rebuild's.

@@ -13,6 +13,7 @@ holder (its application name, server pid, client host, and since when), before i
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -21,7 +22,7 @@ import asyncpg
 
 from service.db import connect
 
-__all__ = ["RebuildRunning", "holding_rebuild_locks", "still_held"]
+__all__ = ["RebuildRunning", "holding_rebuild_locks", "lock_lost", "still_held"]
 
 # The first of the two int4 keys of every rebuild lock, arbitrary to this service ("mcRB"); the second
 # is the projection's name hashed. The live projector's lock uses the one-bigint form, which shows in
@@ -79,6 +80,21 @@ async def holding_rebuild_locks(database_url: str, names: Iterable[str]) -> Asyn
                 await conn.execute("SELECT pg_advisory_unlock_all()")
                 raise RebuildRunning(message)
         yield conn
+
+
+async def lock_lost(conn: asyncpg.Connection, names: str, every_s: float = 1.0) -> None:
+    """Return never; raise RebuildRunning once the lock connection `conn` is gone (cut, or its backend
+    ended by an operator). Its locks went with it, and another rebuild may start: this one must stop
+    writing rather than go on into that one's shadow table by name."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await conn.execute("SELECT 1")
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            raise RebuildRunning(
+                f"the rebuild of {names} lost the connection that held its lock ({type(exc).__name__}); "
+                "it stopped, and nothing was swapped in"
+            ) from exc
 
 
 async def still_held(conn: asyncpg.Connection, holder_pid: int, name: str) -> bool:

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
+import pytest
 
 from projections.rebuild import SHADOW_SUFFIX, rebuild
 from projections.rebuild_lock import RebuildRunning
@@ -181,3 +182,30 @@ async def test_a_rebuild_that_died_mid_fill_blocks_nothing_and_the_next_one_star
     assert code == 0, err
     assert await table_rows(conn, "calls") == before == await rebuilt_rows(conn, PROJECTIONS["calls"])
     assert not await conn.fetchval(_SHADOW_EXISTS, SHADOW)
+
+
+async def test_a_rebuild_that_loses_its_lock_connection_stops_and_swaps_nothing_in(
+    db_url, pool, conn, org_id
+):
+    await append_payloads(conn, org_id, _calls(range(200)))
+    await catch_up(pool)
+    before = await table_rows(conn, "calls")
+    table = await conn.fetchval("SELECT 'calls'::regclass::oid")
+
+    async def first_rebuild() -> asyncio.Task[int]:
+        return asyncio.create_task(rebuild(db_url, PROJECTIONS["calls"], region=REGION, batch_size=10))
+
+    async with _paused_mid_fill(db_url, conn, first_rebuild) as first:
+        # An operator ends the session that holds the lock; from then on another rebuild could start.
+        assert await conn.fetchval(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            f"mightycall-ingest/{os.getpid()} rebuild calls",
+        )
+        # It stops by itself while still paused (a bound against a hang, not a duration asserted).
+        await asyncio.wait([first], timeout=60)
+        assert first.done()
+    with pytest.raises(RebuildRunning, match=r"^the rebuild of calls lost the connection that held its lock"):
+        await first
+
+    assert await conn.fetchval("SELECT 'calls'::regclass::oid") == table
+    assert await table_rows(conn, "calls") == before
