@@ -264,13 +264,14 @@ async def rebuild_many(
         # watch stops them all if the lock goes.
         try:
             async with asyncio.TaskGroup() as tasks:
-                watch = tasks.create_task(lock_lost(lock, ", ".join(p.name for p in chosen)))
+                filled_all = asyncio.Event()
+                tasks.create_task(lock_lost(lock, ", ".join(p.name for p in chosen), filled_all))
                 fillers = [
                     tasks.create_task(fill_waiting(writer if n == 0 else None))
                     for n in range(min(processes, len(groups)))
                 ]
                 await asyncio.gather(*fillers)
-                watch.cancel()
+                filled_all.set()
         except BaseExceptionGroup as failed:
             # The first replay to fail has cancelled the others (and killed their processes): its error
             # is the rebuild's.

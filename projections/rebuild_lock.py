@@ -82,12 +82,17 @@ async def holding_rebuild_locks(database_url: str, names: Iterable[str]) -> Asyn
         yield conn
 
 
-async def lock_lost(conn: asyncpg.Connection, names: str, every_s: float = 1.0) -> None:
-    """Return never; raise RebuildRunning once the lock connection `conn` is gone (cut, or its backend
-    ended by an operator). Its locks went with it, and another rebuild may start: this one must stop
-    writing rather than go on into that one's shadow table by name."""
+async def lock_lost(conn: asyncpg.Connection, names: str, done: asyncio.Event, every_s: float = 1.0) -> None:
+    """Return once `done` is set; raise RebuildRunning if the lock connection `conn` goes first (cut, or
+    its backend ended by an operator). Its locks went with it, and another rebuild may start: this one
+    must stop writing rather than go on into that one's shadow table by name. (Ended by `done` rather
+    than cancelled: a query cancelled mid-flight leaves asyncpg a cancel request to send.)"""
     while True:
-        await asyncio.sleep(every_s)
+        try:
+            await asyncio.wait_for(done.wait(), every_s)
+            return
+        except TimeoutError:
+            pass
         try:
             await conn.execute("SELECT 1")
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
