@@ -5,7 +5,9 @@ first event by replays of the log (projections/fill.py), caught up to the head, 
 short transaction that holds the projection's checkpoint row, so the live projector pauses for exactly
 that long. Readers see the old table until the swap commits and the new one after: never an empty or
 half-built one. A crash part-way leaves the live tables untouched; running the rebuild again starts it
-over.
+over. One rebuild of a projection runs at a time (projections/rebuild_lock.py), and the swap carries
+over what surrounds the table: grants, policies, publications, views and the rest (surroundings.py);
+what it could not carry over is refused before any work (rebuild_blockers.py).
 
 Projections that read the same kinds of event are filled by one replay, which reads and decodes each
 event once for all of them; each of the others by a replay of its own. The replays run in up to one
@@ -26,13 +28,16 @@ import asyncpg
 from projections.fill import SWAP_BACKLOG, Shadow, fill
 from projections.fill_process import fill_in_child
 from projections.model import Projection
+from projections.rebuild_blockers import refuse_what_cannot_be_carried_over
+from projections.rebuild_lock import RebuildRunning, holding_rebuild_locks, lock_lost, still_held
 from projections.rebuild_progress import published_progress
 from projections.registry import PROJECTIONS
 from projections.runner import head_position, project_batch
 from projections.store import quote
+from projections.surroundings import carry_over, read_surroundings
 from service.db import connect
 
-__all__ = ["DEFAULT_BATCH_SIZE", "Progress", "build_shadow", "rebuild", "rebuild_many"]
+__all__ = ["DEFAULT_BATCH_SIZE", "Progress", "RebuildRunning", "build_shadow", "rebuild", "rebuild_many"]
 
 _log = logging.getLogger("mightycall.rebuild")
 
@@ -179,10 +184,12 @@ async def _swap_in(
     shadow: Shadow,
     position: int,
     *,
+    lock_holder: int,
     region: str,
     batch_size: int,
     progress: Progress | None,
 ) -> int:
+    """Catch the shadow up and swap it in, if the session `lock_holder` still holds its rebuild lock."""
     projection = shadow.projection
     # A group filled early has fallen behind while the others finished: catch up outside the swap's
     # transaction, so that the live projector does not wait on it.
@@ -192,7 +199,13 @@ async def _swap_in(
     for attempt in range(1, _SWAP_ATTEMPTS + 1):
         try:
             position = await _swap(
-                conn, projection, shadow.table, position, region=region, batch_size=batch_size
+                conn,
+                projection,
+                shadow.table,
+                position,
+                lock_holder=lock_holder,
+                region=region,
+                batch_size=batch_size,
             )
             break
         except asyncpg.LockNotAvailableError:
@@ -218,14 +231,23 @@ async def rebuild_many(
     No table is swapped in until every one is filled: an event that stops one rebuild stops them all.
 
     The replays use up to `processes` processes, by default one per core this process may run on. Only
-    registered projections can be filled in another process: a rebuild of any other runs in this one."""
+    registered projections can be filled in another process: a rebuild of any other runs in this one.
+
+    Raises RebuildRunning when another rebuild of any of them runs, and RebuildRefused when something
+    around a table could not be carried over to the new one; both before any work."""
     chosen = list({projection.name: projection for projection in projections}.values())
     if processes is None:
         processes = _usable_cores()
     if any(PROJECTIONS.get(projection.name) is not projection for projection in chosen):
         processes = 1
     positions = {}
-    async with connect(database_url) as writer:
+    async with (
+        holding_rebuild_locks(database_url, [projection.name for projection in chosen]) as lock,
+        connect(database_url) as writer,
+    ):
+        lock_holder = lock.get_server_pid()
+        for projection in chosen:
+            await refuse_what_cannot_be_carried_over(writer, quote(projection.table.name))
         shadows = [await _create_shadow(writer, projection) for projection in chosen]
         groups = _groups(shadows)
         filled: dict[int, int] = {}
@@ -238,11 +260,18 @@ async def rebuild_many(
                     database_url, conn, group, region=region, batch_size=batch_size, progress=progress
                 )
 
-        # One filler replays on this process's connection, each of the others in child processes.
+        # One filler replays on this process's connection, each of the others in child processes. The
+        # watch stops them all if the lock goes.
         try:
             async with asyncio.TaskGroup() as tasks:
-                for n in range(min(processes, len(groups))):
+                filled_all = asyncio.Event()
+                tasks.create_task(lock_lost(lock, ", ".join(p.name for p in chosen), filled_all))
+                fillers = [
                     tasks.create_task(fill_waiting(writer if n == 0 else None))
+                    for n in range(min(processes, len(groups)))
+                ]
+                await asyncio.gather(*fillers)
+                filled_all.set()
         except BaseExceptionGroup as failed:
             # The first replay to fail has cancelled the others (and killed their processes): its error
             # is the rebuild's.
@@ -250,7 +279,13 @@ async def rebuild_many(
         for n, group in enumerate(groups):
             for shadow in group:
                 positions[shadow.projection.name] = await _swap_in(
-                    writer, shadow, filled[n], region=region, batch_size=batch_size, progress=progress
+                    writer,
+                    shadow,
+                    filled[n],
+                    lock_holder=lock_holder,
+                    region=region,
+                    batch_size=batch_size,
+                    progress=progress,
                 )
     return positions
 
@@ -283,6 +318,7 @@ async def _swap(
     shadow: str,
     position: int,
     *,
+    lock_holder: int,
     region: str,
     batch_size: int,
 ) -> int:
@@ -294,32 +330,30 @@ async def _swap(
         position = await _catch_up(
             conn, projection, shadow, position, leave=0, region=region, batch_size=batch_size
         )
-        grants = await conn.fetch(
-            """
-            SELECT grantee, string_agg(privilege_type, ', ') AS privileges
-            FROM information_schema.role_table_grants
-            WHERE table_schema = current_schema() AND table_name = $1
-              AND grantee <> (SELECT tableowner FROM pg_tables
-                              WHERE schemaname = current_schema() AND tablename = $1)
-            GROUP BY grantee
-            """,
-            live,
-        )
+        # A rebuild whose lock connection was cut may have another rebuild of the same table going on
+        # beside it, which would have made the shadow again: such a rebuild must not swap anything in.
+        if not await still_held(conn, lock_holder, projection.name):
+            raise RebuildRunning(
+                f"the rebuild of {projection.name} lost its lock before the swap; nothing was swapped in"
+            )
+        await refuse_what_cannot_be_carried_over(conn, quote(live))
+        surroundings = await read_surroundings(conn, quote(live))
         live_names = {shape: name for name, shape in await _indexes(conn, live)}
         replaced = live + _REPLACED_SUFFIX
-        await conn.execute(
-            f"ALTER TABLE {quote(live)} RENAME TO {quote(replaced)};"
-            f"ALTER TABLE {quote(shadow)} RENAME TO {quote(live)};"
-            f"DROP TABLE {quote(replaced)}"
-        )
-        # LIKE ... INCLUDING ALL gave the indexes names of its own; give them the live table's back, so
-        # that migrations written against those names keep working after any number of rebuilds.
-        for name, shape in await _indexes(conn, live):
-            if (wanted := live_names.get(shape)) is not None and wanted != name:
-                await conn.execute(f"ALTER INDEX {quote(name)} RENAME TO {quote(wanted)}")
-        for grant in grants:
-            grantee = "PUBLIC" if grant["grantee"] == "PUBLIC" else quote(grant["grantee"])
-            await conn.execute(f"GRANT {grant['privileges']} ON {quote(live)} TO {grantee}")
+
+        async def rename() -> None:
+            await conn.execute(
+                f"ALTER TABLE {quote(live)} RENAME TO {quote(replaced)};"
+                f"ALTER TABLE {quote(shadow)} RENAME TO {quote(live)};"
+                f"DROP TABLE {quote(replaced)}"
+            )
+            # LIKE ... INCLUDING ALL gave the indexes names of its own; give them the live table's back,
+            # so that migrations (and a replica identity) written against those names keep working.
+            for name, shape in await _indexes(conn, live):
+                if (wanted := live_names.get(shape)) is not None and wanted != name:
+                    await conn.execute(f"ALTER INDEX {quote(name)} RENAME TO {quote(wanted)}")
+
+        await carry_over(conn, surroundings, rename)
         await conn.execute(
             """
             UPDATE projection_checkpoints

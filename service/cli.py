@@ -13,6 +13,8 @@ from uuid import UUID
 import asyncpg
 import uvloop
 
+from projections.rebuild_blockers import RebuildRefused
+from projections.rebuild_lock import RebuildRunning
 from projections.registry import PROJECTIONS
 from service import migrations, projection_commands, reference
 from service.config import ConfigError, Settings
@@ -149,6 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         CommandFailed,
         IngestError,
         RedriveRefused,
+        RebuildRunning,
+        RebuildRefused,
     ) as exc:
         print(f"mightycall-ingest: {exc}", file=sys.stderr)
         return 1

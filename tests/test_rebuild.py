@@ -105,7 +105,19 @@ async def test_an_abandoned_rebuild_leaves_the_live_table_alone_and_a_new_one_st
     before = await table_rows(conn, "calls")
     # A rebuild that died after filling its shadow table, before the swap.
     await build_shadow(conn, PROJECTIONS["calls"], region=REGION, batch_size=10, progress=None)
-    await conn.execute(f'INSERT INTO "calls{SHADOW_SUFFIX}" SELECT * FROM calls LIMIT 0')
+    # Left visibly wrong: a stray row that no event made, and a row missing. A rebuild that reused this
+    # shadow would swap both in.
+    shadow = f"calls{SHADOW_SUFFIX}"
+    await conn.execute(
+        f"""INSERT INTO "{shadow}" SELECT gen_random_uuid(), org_id, 'stray-call', phone_number,
+                   phone_number_id, caller_name, caller_phone, duration, status, direction, recording_url,
+                   call_date, event_id
+            FROM calls LIMIT 1"""
+    )
+    await conn.execute(f"DELETE FROM \"{shadow}\" WHERE call_id = 'call-3'")
+    left = await table_rows(conn, shadow)
+    assert "stray-call" in {row["call_id"] for row in left}
+    assert "call-3" not in {row["call_id"] for row in left} and len(left) == len(before)
     assert await table_rows(conn, "calls") == before
 
     await rebuild(db_url, PROJECTIONS["calls"], region=REGION, batch_size=10)

@@ -11,6 +11,7 @@ import pytest
 from projections.fill import SWAP_BACKLOG, Shadow
 from projections.fill_process import fill_in_child
 from projections.rebuild import _groups, _swap_in, build_shadow, rebuild_many
+from projections.rebuild_lock import holding_rebuild_locks
 from projections.registry import PROJECTIONS
 from projections.runner import head_position
 from service.db import create_pool
@@ -99,9 +100,16 @@ async def test_a_part_filled_long_before_the_head_catches_up_and_swaps_in_every_
     await append_payloads(conn, org_id, [sms(n) for n in range(50, 50 + 2 * SWAP_BACKLOG)])
     head = await head_position(conn)
 
-    swapped = await _swap_in(
-        conn, Shadow(projection, table, []), position, region=REGION, batch_size=300, progress=None
-    )
+    async with holding_rebuild_locks(db_url, ["sms"]) as lock:
+        swapped = await _swap_in(
+            conn,
+            Shadow(projection, table, []),
+            position,
+            lock_holder=lock.get_server_pid(),
+            region=REGION,
+            batch_size=300,
+            progress=None,
+        )
 
     assert (position, swapped) == (50, head)
     rebuilt = await table_rows(conn, "mightycall_sms_messages")

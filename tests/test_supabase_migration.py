@@ -334,11 +334,10 @@ async def test_what_supabase_habits_do_default_grants_row_level_security_and_vie
     """Why roles.sql, and what not to add to the projection tables. `migrate` run as the role whose
     default privileges grant the API roles everything (Supabase's `postgres`) leaves the log open to them
     (SELECT, INSERT, moving the head forward, recording checkpoints), which the migrations' REVOKE ... FROM
-    PUBLIC does not undo; after revoking by hand, `rebuild` grants the table to them again (the shadow
-    table is created under the default privileges). `rebuild` swaps in a table made with CREATE TABLE
-    ... (LIKE ... INCLUDING ALL): row level security and its policies are gone afterwards, and a view on
-    the table makes the swap fail (projections/rebuild.py). If this test fails because the code changed,
-    update docs/migrating-from-supabase.md."""
+    PUBLIC does not undo. A rebuild's new table is created under those default privileges too, but the
+    swap gives it the old table's grants and nothing else: a grant revoked by hand stays revoked. Row
+    level security, its policies and a view on the table are kept (projections/surroundings.py). If this
+    test fails because the code changed, update docs/migrating-from-supabase.md."""
     _psql(legacy.url, "move-legacy-tables.sql", owner=legacy.api)
     status, _, err = await _cli("migrate", env={"DATABASE_URL": legacy.url})
     assert status == 0, err
@@ -360,17 +359,19 @@ async def test_what_supabase_habits_do_default_grants_row_level_security_and_vie
     assert not await granted("calls", "SELECT")
     status, _, err = await _cli("rebuild", "calls", env={"DATABASE_URL": legacy.url})
     assert status == 0, err
-    assert await granted("calls", "SELECT")
+    assert not await granted("calls", "SELECT")
     assert not await granted("event_log", "SELECT")
     assert (
         await _fetchval(legacy.url, "SELECT relrowsecurity FROM pg_class WHERE oid = 'calls'::regclass")
-        is False
+        is True
     )
     assert (
-        await _fetchval(legacy.url, "SELECT count(*) FROM pg_policy WHERE polrelid = 'calls'::regclass") == 0
+        await _fetchval(legacy.url, "SELECT count(*) FROM pg_policy WHERE polrelid = 'calls'::regclass") == 1
     )
 
     await _execute(legacy.url, "CREATE VIEW recent_calls AS SELECT call_id, call_date FROM calls")
     status, _, err = await _cli("rebuild", "calls", env={"DATABASE_URL": legacy.url})
-    assert status == 1
-    assert "DependentObjectsStillExistError" in err, err
+    assert status == 0, err
+    assert await _fetchval(legacy.url, "SELECT count(*) FROM recent_calls") == await _fetchval(
+        legacy.url, "SELECT count(*) FROM calls"
+    )
