@@ -11,6 +11,7 @@ from typing import TypeVar
 import asyncpg
 
 from service.errors import DatabaseUnavailable
+from service.primary import PrimaryConnection, target_session_attrs
 
 __all__ = ["cannot_write_now", "connect", "create_pool", "is_unavailable", "translate_unavailable"]
 
@@ -42,8 +43,12 @@ _UNAVAILABLE = (
     asyncpg.CrashShutdownError,
     asyncpg.TooManyConnectionsError,
     # A pooled connection the server cut while it sat idle (a fast shutdown, say) can fail its next
-    # command with this instead of a connection error: it is the same outage.
+    # command with this instead of a connection error: it is the same outage. It is also what a connect
+    # raises when every host it was given is up but none is a primary (TargetServerAttributeNotMatched).
     asyncpg.InternalClientError,
+    # A write reached a server that is (or has become) a standby. Not the statement's fault: the primary
+    # is elsewhere, or being promoted. PrimaryConnection closes the session, and the next finds the primary.
+    asyncpg.ReadOnlySQLTransactionError,
 )
 
 
@@ -86,6 +91,8 @@ async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asy
         timeout=CONNECT_TIMEOUT_S,
         command_timeout=COMMAND_TIMEOUT_S,
         server_settings=_server_settings(),
+        connection_class=PrimaryConnection,
+        target_session_attrs=target_session_attrs(url),
     )
     assert pool is not None
     return pool
@@ -95,7 +102,12 @@ async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asy
 async def connect(url: str) -> AsyncIterator[asyncpg.Connection]:
     """A single connection, for the command line and for work that must not share a pool."""
     conn = await asyncpg.connect(
-        url, timeout=CONNECT_TIMEOUT_S, command_timeout=COMMAND_TIMEOUT_S, server_settings=_server_settings()
+        url,
+        timeout=CONNECT_TIMEOUT_S,
+        command_timeout=COMMAND_TIMEOUT_S,
+        server_settings=_server_settings(),
+        connection_class=PrimaryConnection,
+        target_session_attrs=target_session_attrs(url),
     )
     try:
         yield conn
