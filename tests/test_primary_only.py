@@ -31,11 +31,9 @@ TAKES_EFFECT_WITHIN = 200
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, Node]]:
-    primary, standby = primary_and_standby(tmp_path_factory.mktemp("ha") / "pair", synchronous=False)
-    yield primary, standby
-    standby.stop()
-    primary.stop()
+def pair() -> Iterator[tuple[Node, Node]]:
+    with primary_and_standby(synchronous=False) as nodes:
+        yield nodes
 
 
 @pytest.fixture

