@@ -19,11 +19,11 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import asyncpg
 
-__all__ = ["PrimaryConnection", "target_session_attrs"]
+__all__ = ["PrimaryConnection", "host_urls", "target_session_attrs"]
 
 _READ_WRITE = "read-write"
 
@@ -35,6 +35,18 @@ def target_session_attrs(url: str) -> str | None:
     if "target_session_attrs" in parse_qs(urlsplit(url).query) or os.environ.get("PGTARGETSESSIONATTRS"):
         return None
     return _READ_WRITE
+
+
+def host_urls(url: str) -> list[str]:
+    """One URL per host of `postgresql://user@h1:5432,h2:5432/db?...`, in order, each keeping the rest.
+
+    asyncpg gives all the hosts one timeout together: a host that swallows packets (a dead machine, a
+    frozen one) uses it up and the next host is never tried (MagicStack/asyncpg#1155). Tried one at a
+    time, each has the whole timeout.
+    """
+    parts = urlsplit(url)
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    return [urlunsplit(parts._replace(netloc=f"{userinfo}{at}{host}")) for host in hosts.split(",")]
 
 
 class PrimaryConnection(asyncpg.Connection):  # type: ignore[misc]  # asyncpg ships no types

@@ -9,6 +9,7 @@ the first host that answers would write to it.
 from __future__ import annotations
 
 import asyncio
+import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from litestar.testing import AsyncTestClient
 from service import migrations
 from service.app import create_app
 from service.config import Settings
-from service.db import create_pool, is_unavailable
+from service.db import connect, create_pool, is_unavailable
 from tests.support.databases import with_database
 from tests.support.http import SECRET, bearer
 from tests.support.payloads import PATHS, body_for
@@ -28,6 +29,7 @@ from tests.support.replication import Node, primary_and_standby
 
 # A guard against waiting for ever on a server that never applies its configuration.
 TAKES_EFFECT_WITHIN = 200
+NO_HANG_S = 30  # a guard: each host has the connect timeout (service/db.py) to itself
 
 
 @pytest.fixture(scope="module")
@@ -192,3 +194,27 @@ async def test_a_webhook_that_meets_a_read_only_server_is_a_503_then_accepted(
         await admin.close()
     assert set(answers) <= {202, 503}
     assert logged == answers.count(202) + 2
+
+
+@pytest.fixture
+def silent_host() -> Iterator[int]:
+    """A port that takes TCP connections and never says a word, like a frozen machine: the kernel
+    completes the handshake, nobody reads."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    yield listener.getsockname()[1]
+    listener.close()
+
+
+async def test_a_host_that_never_answers_does_not_hide_the_primary_behind_it(pair, database, silent_host):
+    primary, standby = pair
+    url = f"postgresql://postgres@127.0.0.1:{silent_host},127.0.0.1:{standby.port},127.0.0.1:{primary.port}"
+    url += f"/{database}"
+    pool = await asyncio.wait_for(create_pool(url, min_size=2, max_size=2), NO_HANG_S)
+    try:
+        assert [await pool.fetchval("SELECT pg_is_in_recovery()") for _ in range(4)] == [False] * 4
+    finally:
+        await pool.close()
+    async with connect(url) as conn:
+        assert await conn.fetchval("SELECT pg_is_in_recovery()") is False
