@@ -2,8 +2,9 @@
 
 A URL may name several hosts (`postgresql://h1:5432,h2:5432/db`). asyncpg and libpq try them in turn
 and, with `target_session_attrs=read-write`, keep the first that accepts writes: after a failover the
-next connection finds the promoted standby by itself. The service asks for that even when the URL does
-not, so a session never settles on a standby; a URL (or PGTARGETSESSIONATTRS) that says otherwise wins.
+next connection finds the promoted standby by itself. Given several hosts, the service asks for that
+even when the URL does not, so a session never settles on a standby; a URL (or PGTARGETSESSIONATTRS)
+that says otherwise wins.
 
 A session that was on the primary can still meet a read-only server: a managed endpoint whose DNS
 still names the old primary, now a standby, or a server fenced with default_transaction_read_only. Its
@@ -31,10 +32,14 @@ _log = logging.getLogger(__name__)
 
 
 def target_session_attrs(url: str) -> str | None:
-    """ "read-write" unless the URL or the environment chooses (None lets the driver read either)."""
-    if "target_session_attrs" in parse_qs(urlsplit(url).query) or os.environ.get("PGTARGETSESSIONATTRS"):
+    """ "read-write" when the URL names several hosts and does not choose, nor does the environment
+    (None lets the driver read either). One host is what it is: a read-only one still serves the commands
+    that only read, such as `events verify` against a replica."""
+    query = parse_qs(urlsplit(url).query)
+    if "target_session_attrs" in query or os.environ.get("PGTARGETSESSIONATTRS"):
         return None
-    return _READ_WRITE
+    several = len(host_urls(url)) > 1 or any("," in host for host in query.get("host", []))
+    return _READ_WRITE if several else None
 
 
 def host_urls(url: str) -> list[str]:
@@ -79,8 +84,8 @@ class PrimaryConnection(asyncpg.Connection):  # type: ignore[misc]  # asyncpg sh
         except asyncpg.ReadOnlySQLTransactionError:
             # terminate(), not close(): nothing more is to be said to this server. The pool sees a closed
             # connection when it is released and replaces it.
-            _log.warning(
-                "a write met a read-only server (a standby?); closing the session to find the primary"
-            )
+            # Info, not a warning: the commands that only read may be pointed at a replica on purpose, and
+            # their one write (recording a verification) says so itself. The service's answer is a 503.
+            _log.info("a write met a read-only server; its session is closed")
             self.terminate()
             raise

@@ -27,9 +27,12 @@ def test_a_url_with_one_host_is_left_as_it_is(url):
     assert host_urls(url) == [url]
 
 
-def test_read_write_is_asked_for_unless_the_url_or_the_environment_chooses(monkeypatch):
+def test_read_write_is_asked_of_several_hosts_unless_the_url_or_the_environment_chooses(monkeypatch):
     monkeypatch.delenv("PGTARGETSESSIONATTRS", raising=False)
     assert target_session_attrs("postgresql://db1,db2/x") == "read-write"
+    assert target_session_attrs("postgresql:///x?host=/run/a,/run/b") == "read-write"
+    # One host is what it is: a read-only one still answers the commands that only read.
+    assert target_session_attrs("postgresql://db1/x") is None
     assert target_session_attrs("postgresql://db1,db2/x?target_session_attrs=primary") is None
     monkeypatch.setenv("PGTARGETSESSIONATTRS", "any")
     assert target_session_attrs("postgresql://db1,db2/x") is None
