@@ -7,25 +7,30 @@ statement cannot hold the several commands a migration step is written as.
 
 import os
 
+import psycopg
 from sqlalchemy import create_engine, pool
 
 from alembic import context
 from service.migrations import refuse_foreign_tables
+from service.primary import target_session_attrs
 
 # Two `migrate` runs at once (several service hosts starting together) would otherwise both see the
 # old version and both try to apply the same step.
 _MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(hashtext('mightycall-ingest migrate'))"
 
 
-def _sqlalchemy_url(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    if scheme not in ("postgres", "postgresql"):
+def _connect(url: str) -> psycopg.Connection:
+    """libpq reads the URL itself, as psql would: SQLAlchemy's URL parser does not take several hosts
+    (`postgresql://h1:5432,h2:5432/db`), and a migration must run on the primary, like the service's
+    own sessions (service/primary.py)."""
+    if url.partition("://")[0] not in ("postgres", "postgresql"):
         raise SystemExit("DATABASE_URL must start with postgresql://")
-    return f"postgresql+psycopg{sep}{rest}"
+    attrs = target_session_attrs(url)
+    return psycopg.connect(url, **({"target_session_attrs": attrs} if attrs else {}))
 
 
 def _run_online(url: str) -> None:
-    engine = create_engine(_sqlalchemy_url(url), poolclass=pool.NullPool)
+    engine = create_engine("postgresql+psycopg://", creator=lambda: _connect(url), poolclass=pool.NullPool)
     try:
         with engine.connect() as connection:
             context.configure(connection=connection, target_metadata=None)

@@ -6,11 +6,12 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 
 from service.errors import DatabaseUnavailable
+from service.primary import PrimaryConnection, host_urls, target_session_attrs
 
 __all__ = ["cannot_write_now", "connect", "create_pool", "is_unavailable", "translate_unavailable"]
 
@@ -42,8 +43,12 @@ _UNAVAILABLE = (
     asyncpg.CrashShutdownError,
     asyncpg.TooManyConnectionsError,
     # A pooled connection the server cut while it sat idle (a fast shutdown, say) can fail its next
-    # command with this instead of a connection error: it is the same outage.
+    # command with this instead of a connection error: it is the same outage. It is also what a connect
+    # raises when every host it was given is up but none is a primary (TargetServerAttributeNotMatched).
     asyncpg.InternalClientError,
+    # A write reached a server that is (or has become) a standby. Not the statement's fault: the primary
+    # is elsewhere, or being promoted. PrimaryConnection closes the session, and the next finds the primary.
+    asyncpg.ReadOnlySQLTransactionError,
 )
 
 
@@ -78,14 +83,44 @@ def _server_settings() -> dict[str, str]:
     return {"application_name": f"mightycall-ingest/{os.getpid()}", **_SERVER_SETTINGS}
 
 
+# The host of each URL that last gave a primary: tried first next time, so that once a failover is over
+# new sessions do not wait for the dead host's timeout.
+_last_primary: dict[str, str] = {}
+
+
+async def _connect_to_primary(url: str, **kwargs: Any) -> asyncpg.Connection:
+    """asyncpg.connect, trying the URL's hosts one at a time, each with the whole timeout."""
+    hosts = host_urls(url)
+    last = _last_primary.get(url)
+    if last in hosts:
+        hosts.remove(last)
+        hosts.insert(0, last)
+    failure: BaseException | None = None
+    for host in hosts:
+        try:
+            conn = await asyncpg.connect(host, **kwargs)
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            failure = exc
+            continue
+        _last_primary[url] = host
+        return conn
+    assert failure is not None
+    raise failure
+
+
 async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         url,
+        connect=_connect_to_primary,
         min_size=min_size,
         max_size=max_size,
         timeout=CONNECT_TIMEOUT_S,
         command_timeout=COMMAND_TIMEOUT_S,
         server_settings=_server_settings(),
+        connection_class=PrimaryConnection,
+        target_session_attrs=target_session_attrs(url),
     )
     assert pool is not None
     return pool
@@ -94,8 +129,13 @@ async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asy
 @asynccontextmanager
 async def connect(url: str) -> AsyncIterator[asyncpg.Connection]:
     """A single connection, for the command line and for work that must not share a pool."""
-    conn = await asyncpg.connect(
-        url, timeout=CONNECT_TIMEOUT_S, command_timeout=COMMAND_TIMEOUT_S, server_settings=_server_settings()
+    conn = await _connect_to_primary(
+        url,
+        timeout=CONNECT_TIMEOUT_S,
+        command_timeout=COMMAND_TIMEOUT_S,
+        server_settings=_server_settings(),
+        connection_class=PrimaryConnection,
+        target_session_attrs=target_session_attrs(url),
     )
     try:
         yield conn
