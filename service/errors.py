@@ -5,6 +5,7 @@ from __future__ import annotations
 
 __all__ = [
     "DatabaseUnavailable",
+    "Forbidden",
     "IngestError",
     "InvalidPayload",
     "InvalidQuery",
@@ -63,6 +64,12 @@ class TooManyRequests(IngestError):
     """As many long reads of the log (exports, verifications) are running as may run at once."""
 
     reason = "too_many_requests"
+
+
+class Forbidden(IngestError):
+    """Known credentials asking for what their scope excludes as a whole (not one hidden event: 404)."""
+
+    reason = "forbidden"
 
 
 class InvalidQuery(IngestError):
