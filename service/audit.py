@@ -33,6 +33,7 @@ from service.audit_queries import (
 from service.auth import BearerAuth
 from service.errors import Forbidden, InvalidQuery, NotFound, TooManyRequests
 from service.export_resume import EXPORT_PAGING, THROUGH_HEADER, export_params, export_through, stream_through
+from service.standalone_verifier import standalone_verifier
 from service.trace import trace
 from service.verify import Checkpoint, record_verification, verify_log
 
@@ -249,4 +250,10 @@ def audit_handlers(auth: BearerAuth, pool_of: Callable[[], asyncpg.Pool | None])
             found = await trace(conn, params["table"], params["key"], event_filter.org_id)
         return {"events": found, "next_after": None}
 
-    return [events, event, raw, export, rejected, verify, checkpoint, trace_row]
+    @get("/audit/verifier.py", summary="The standalone verifier of exports (Python, standard library only)")
+    async def verifier(request: _Request) -> Response[bytes]:
+        scope(request)
+        query_params(request, set())
+        return standalone_verifier()
+
+    return [events, event, raw, export, rejected, verify, checkpoint, trace_row, verifier]

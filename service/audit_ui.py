@@ -169,6 +169,11 @@ def audit_ui_router(
         if (session := session_of(request)) is None:
             return _html(login_page())
         query_params(request, set())
+        if session.scope is not None:
+            # The head counts every organization's events; a projection's error can quote another's
+            # payload. As /audit/verify and /audit/checkpoint, refused to a token limited to one.
+            message = "a token limited to one organization cannot see the whole log's status"
+            return _html(error_page(403, message, session.scope), 403)
         async with pool().acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
             # One snapshot: the head, the projections, the checkpoint and the verification as of the same
             # moment (the events appended since the verification are counted against this head).
