@@ -14,6 +14,7 @@ from service.app import create_app
 from service.audit import MAX_LONG_READS
 from service.config import ConfigError, Settings
 from service.eventlog import append
+from tests.support.cli import ROOT
 from tests.support.deliveries import delivery
 from tests.support.hostile import ALL_TOKEN, ORG_TOKEN, audited_client, served
 
@@ -98,3 +99,13 @@ async def test_a_burst_of_exports_gets_at_most_two_slots(settings, db_url, conn,
         # Every slot is free again.
         again = await asyncio.gather(*(client.get("/audit/export", headers=headers) for _ in range(2)))
         assert [r.status_code for r in again] == [200, 200]
+
+
+async def test_the_standalone_verifier_is_served_to_any_audit_token(audit):
+    source = (ROOT / "docs" / "verify_export.py").read_bytes()
+    for token in (ALL_TOKEN, ORG_TOKEN):
+        response = await audit.get("/audit/verifier.py", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 200
+        assert response.content == source
+        assert response.headers["content-type"].startswith("text/x-python")
+    assert (await audit.get("/audit/verifier.py")).status_code == 401
