@@ -115,7 +115,7 @@ def api_schema(settings: Settings, db_url: str, org_id: uuid.UUID) -> Iterator[A
     try:
         served = schemathesis.openapi.from_asgi("/schema/openapi.json", app)
         operations = {(op.ok().method, op.ok().path) for op in served.get_all_operations()}
-        assert len(operations) == 15, operations  # 4 webhooks, 8 audit endpoints, health, ready, metrics
+        assert len(operations) == 16, operations  # 4 webhooks, 9 audit endpoints, health, ready, metrics
         schema = schemathesis.openapi.from_dict(described(served.raw_schema, org_id))
         schema.app = app
         schema.location = "/schema/openapi.json"
@@ -138,7 +138,7 @@ def test_no_operation_answers_5xx_and_refusals_append_nothing(
         if len(operation.path_parameters) or len(operation.query) or len(operation.body):
             fuzz(operation, GenerationMode.NEGATIVE, pg, ran)
     print(*sorted(ran.items()), sep="\n")  # with -s: the cases per operation, mode and answer
-    assert len({label.split(" ")[1] for label in ran}) == 15
+    assert len({label.split(" ")[1] for label in ran}) == 16
     for path in PATHS.values():  # valid bodies were generated, and accepted
         assert ran[f"POST {path} positive 202"] > 0, path
 
