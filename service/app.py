@@ -25,6 +25,7 @@ from service.config import ConfigError, Settings
 from service.db import cannot_write_now, create_pool, is_unavailable
 from service.errors import (
     DatabaseUnavailable,
+    Forbidden,
     IngestError,
     InvalidPayload,
     InvalidQuery,
@@ -48,6 +49,7 @@ _log = logging.getLogger(__name__)
 
 _STATUS = {
     Unauthorized: 401,
+    Forbidden: 403,
     PayloadTooLarge: 413,
     RequestTimeout: 408,
     TooManyRequests: 429,

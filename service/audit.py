@@ -29,10 +29,11 @@ from service.audit_queries import (
     list_events,
     list_rejected,
     page_params,
-    stream_events,
 )
 from service.auth import BearerAuth
-from service.errors import InvalidQuery, NotFound, TooManyRequests
+from service.errors import Forbidden, InvalidQuery, NotFound, TooManyRequests
+from service.export_resume import EXPORT_PAGING, THROUGH_HEADER, export_params, export_through, stream_through
+from service.standalone_verifier import standalone_verifier
 from service.trace import trace
 from service.verify import Checkpoint, record_verification, verify_log
 
@@ -92,6 +93,36 @@ class _LongReads:
             yield
         finally:
             self.active -= 1
+
+    def take(self) -> _Slot:
+        """A slot, counted at once: with no await between the check and the count, a burst of
+        requests cannot all pass the check before any of them is counted."""
+        self.refuse_if_full()
+        self.active += 1
+        return _Slot(self)
+
+
+class _Slot:
+    """One running long read; freed once, by whichever comes first: the stream's end, or the stream
+    being dropped unstarted (a client gone before the first line: its generator never runs a finally)."""
+
+    def __init__(self, reads: _LongReads) -> None:
+        self._reads: _LongReads | None = reads
+
+    def release(self) -> None:
+        if self._reads is not None:
+            self._reads.active -= 1
+            self._reads = None
+
+    def __del__(self) -> None:
+        self.release()
+
+
+def _refuse_scoped(allowed: UUID | None) -> None:
+    # The head's position counts every organization's events, and a verification's failure reason can
+    # point into another's: a token limited to one organization gets neither.
+    if allowed is not None:
+        raise Forbidden("a token limited to one organization cannot see the whole log's head or verification")
 
 
 def audit_handlers(auth: BearerAuth, pool_of: Callable[[], asyncpg.Pool | None]) -> list[HTTPRouteHandler]:
@@ -154,19 +185,26 @@ def audit_handlers(auth: BearerAuth, pool_of: Callable[[], asyncpg.Pool | None])
     @get("/audit/export", summary="Matching events as NDJSON, with bodies (base64) and chain hashes")
     async def export(request: _Request) -> Stream:
         allowed = scope(request)
-        event_filter = EventFilter.parse(query_params(request, EVENT_FILTERS), allowed)
+        params = query_params(request, EVENT_FILTERS | EXPORT_PAGING)
+        event_filter = EventFilter.parse(params, allowed)
+        after, limit = export_params(params)
+        slot = long_reads.take()
+        try:
+            async with pool().acquire() as conn:
+                through = await export_through(conn, event_filter, after=after, limit=limit)
+        except BaseException:
+            slot.release()
+            raise
 
-        long_reads.refuse_if_full()
-
-        # Counted from the first line to the last (or the client going away): a stream that never
-        # started holds nothing. Between the check above and that start lie a few microseconds.
         async def lines() -> AsyncIterator[bytes]:
-            with long_reads.running():
+            try:
                 async with pool().acquire() as conn:
-                    async for row in stream_events(conn, event_filter):
+                    async for row in stream_through(conn, event_filter, after=after, through=through):
                         yield _encode_line(export_line(row)) + b"\n"
+            finally:
+                slot.release()
 
-        return Stream(lines(), media_type="application/x-ndjson")
+        return Stream(lines(), media_type="application/x-ndjson", headers={THROUGH_HEADER: str(through)})
 
     @get("/audit/rejected", summary="Authenticated deliveries that were refused, with the reason")
     async def rejected(request: _Request) -> dict[str, Any]:
@@ -179,7 +217,7 @@ def audit_handlers(auth: BearerAuth, pool_of: Callable[[], asyncpg.Pool | None])
 
     @get("/audit/verify", summary="Recompute every hash of the log and check it against the checkpoints")
     async def verify(request: _Request) -> dict[str, Any]:
-        scope(request)
+        _refuse_scoped(scope(request))
         query_params(request, set())
         long_reads.refuse_if_full()
         with long_reads.running():
@@ -190,7 +228,7 @@ def audit_handlers(auth: BearerAuth, pool_of: Callable[[], asyncpg.Pool | None])
 
     @get("/audit/checkpoint", summary="The log's head now: keep it outside the database")
     async def checkpoint(request: _Request) -> dict[str, Any]:
-        scope(request)
+        _refuse_scoped(scope(request))
         query_params(request, set())
         async with pool().acquire() as conn:
             head = await conn.fetchrow("SELECT position, hash FROM event_log_head")
@@ -212,4 +250,10 @@ def audit_handlers(auth: BearerAuth, pool_of: Callable[[], asyncpg.Pool | None])
             found = await trace(conn, params["table"], params["key"], event_filter.org_id)
         return {"events": found, "next_after": None}
 
-    return [events, event, raw, export, rejected, verify, checkpoint, trace_row]
+    @get("/audit/verifier.py", summary="The standalone verifier of exports (Python, standard library only)")
+    async def verifier(request: _Request) -> Response[bytes]:
+        scope(request)
+        query_params(request, set())
+        return standalone_verifier()
+
+    return [events, event, raw, export, rejected, verify, checkpoint, trace_row, verifier]

@@ -37,9 +37,10 @@ from service.audit_ui_pages import (
     rejected_content,
     status_content,
 )
-from service.audit_ui_session import COOKIE, MAX_AGE_S, Session, Sessions
+from service.audit_ui_session import COOKIE, MAX_AGE_S, Session, Sessions, expiry_of
 from service.chain import GENESIS_HASH
 from service.errors import InvalidQuery, NotFound, RequestTimeout
+from service.ui_signouts import is_signed_out, sign_out
 from service.webhooks import BODY_TIMEOUT_S
 
 __all__ = ["SECURITY_HEADERS", "audit_ui_router"]
@@ -91,9 +92,19 @@ def _html(content: str, status_code: int = 200, cookies: list[Cookie] | None = N
     return Response(content, status_code=status_code, media_type=MediaType.HTML, cookies=cookies)
 
 
-def _cookie(value: str, max_age: int) -> Cookie:
-    # Not Secure: the service itself speaks plain HTTP behind whatever terminates TLS.
-    return Cookie(key=COOKIE, value=value, max_age=max_age, path=ROOT, httponly=True, samesite="strict")
+def _cookie(request: _Request, value: str, max_age: int) -> Cookie:
+    # Secure whenever the page was reached over HTTPS: directly, or through a proxy that uvicorn trusts
+    # (FORWARDED_ALLOW_IPS; its X-Forwarded-Proto then sets the scheme). Over plain HTTP a browser would
+    # drop a Secure cookie, and the page could not be signed in to at all.
+    return Cookie(
+        key=COOKIE,
+        value=value,
+        max_age=max_age,
+        path=ROOT,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
 
 
 def _refuse_cross_site(request: _Request) -> Response[str] | None:
@@ -109,8 +120,15 @@ def audit_ui_router(
 ) -> Router:
     sessions = Sessions(tokens)
 
-    def session_of(request: _Request) -> Session | None:
-        return sessions.check(request.cookies.get(COOKIE))
+    async def session_of(request: _Request) -> Session | None:
+        value = request.cookies.get(COOKIE)
+        session = sessions.check(value)
+        if session is not None and value is not None:
+            async with pool().acquire() as conn:
+                if await is_signed_out(conn, value):
+                    session = None
+        request.state.audit_ui_session = session  # for the error pages, whose handler cannot await
+        return session
 
     def pool() -> asyncpg.Pool:
         database = pool_of()
@@ -123,12 +141,12 @@ def audit_ui_router(
         else:  # InvalidQuery or NotFound: their details name the parameter or the id, nothing more
             assert isinstance(exc, InvalidQuery | NotFound)
             status, message = (404 if isinstance(exc, NotFound) else 400), exc.details
-        session = session_of(request)
+        session = getattr(request.state, "audit_ui_session", None)
         return _html(error_page(status, message, False if session is None else session.scope), status)
 
     @get("/", name="audit-ui")
     async def events(request: _Request) -> Response[str]:
-        if (session := session_of(request)) is None:
+        if (session := await session_of(request)) is None:
             return _html(login_page())
         params = query_params(request, EVENT_FILTERS | PAGING)
         event_filter = EventFilter.parse(params, session.scope)
@@ -141,7 +159,7 @@ def audit_ui_router(
 
     @get("/events/{event_id:int}")
     async def event(request: _Request, event_id: FromPath[int]) -> Response[str]:
-        if (session := session_of(request)) is None:
+        if (session := await session_of(request)) is None:
             return _html(login_page())
         query_params(request, set())
         async with pool().acquire() as conn:
@@ -155,7 +173,7 @@ def audit_ui_router(
 
     @get("/rejected")
     async def rejected(request: _Request) -> Response[str]:
-        if (session := session_of(request)) is None:
+        if (session := await session_of(request)) is None:
             return _html(login_page())
         params = query_params(request, REJECTED_FILTERS | PAGING)
         after, limit = page_params(params)
@@ -166,9 +184,14 @@ def audit_ui_router(
 
     @get("/status")
     async def status(request: _Request) -> Response[str]:
-        if (session := session_of(request)) is None:
+        if (session := await session_of(request)) is None:
             return _html(login_page())
         query_params(request, set())
+        if session.scope is not None:
+            # The head counts every organization's events; a projection's error can quote another's
+            # payload. As /audit/verify and /audit/checkpoint, refused to a token limited to one.
+            message = "a token limited to one organization cannot see the whole log's status"
+            return _html(error_page(403, message, session.scope), 403)
         async with pool().acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
             # One snapshot: the head, the projections, the checkpoint and the verification as of the same
             # moment (the events appended since the verification are counted against this head).
@@ -207,13 +230,18 @@ def audit_ui_router(
         if value is None:
             # Nothing about what was typed: not in the page, not in a log.
             return _html(login_page("That token was not accepted."), 401)
-        return Redirect(ROOT, status_code=303, cookies=[_cookie(value, MAX_AGE_S)])
+        return Redirect(ROOT, status_code=303, cookies=[_cookie(request, value, MAX_AGE_S)])
 
     @post("/logout", request_max_body_size=_MAX_FORM_BYTES)
     async def logout(request: _Request) -> Response[Any]:
         if (refused := _refuse_cross_site(request)) is not None:
             return refused
-        return Redirect(ROOT, status_code=303, cookies=[_cookie("", 0)])
+        value = request.cookies.get(COOKIE)
+        if value is not None and sessions.check(value) is not None:
+            # Ended for every process, not only dropped from this browser.
+            async with pool().acquire() as conn:
+                await sign_out(conn, value, expiry_of(value))
+        return Redirect(ROOT, status_code=303, cookies=[_cookie(request, "", 0)])
 
     return Router(
         ROOT,

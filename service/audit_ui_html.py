@@ -67,9 +67,10 @@ def page(title: str, content: str, scope: UUID | bool | None = False) -> str:
     header = "<strong>mightycall-ingest audit</strong>"
     if scope is not False:
         seen = "all organizations" if scope is None else f"organization {esc(scope)}"
+        # The status page is refused to a token limited to one organization (service/audit_ui.py).
+        status = "" if scope is not None else f'<a href="{ROOT}/status">Projections and verification</a>'
         header += (
-            f'<a href="{ROOT}">Events</a><a href="{ROOT}/rejected">Rejected deliveries</a>'
-            f'<a href="{ROOT}/status">Projections and verification</a>'
+            f'<a href="{ROOT}">Events</a><a href="{ROOT}/rejected">Rejected deliveries</a>{status}'
             f'<form method="post" action="{ROOT}/logout"><span id="signed-in">Signed in for {seen}</span> '
             '<button type="submit" id="sign-out">Sign out</button></form>'
         )

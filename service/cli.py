@@ -21,7 +21,7 @@ from service.config import ConfigError, Settings
 from service.db import connect, is_unavailable
 from service.embedded import start_embedded
 from service.errors import IngestError
-from service.event_commands import CommandFailed, add_event_commands, run_event_command
+from service.event_commands import CommandFailed, add_event_commands, run_event_command, verify_export_command
 from service.grants import grant_service_role
 from service.phone_csv import CsvError, read_phone_numbers
 from service.rejected_commands import RedriveRefused, add_rejected_commands, run_rejected_command
@@ -96,6 +96,8 @@ async def _grant(url: str, role: str) -> None:
 
 
 def _run(args: argparse.Namespace) -> str | None:
+    if args.command == "events" and args.action == "verify" and args.export_file is not None:
+        return verify_export_command(args)  # offline: before any setting is read or database started
     settings = Settings.from_env()
     if args.command == "serve":
         # Refused before any database is started (create_app refuses it too).

@@ -36,13 +36,21 @@ def parse_secrets(raw: str | None) -> tuple[str, ...]:
 
 def parse_audit_tokens(raw: str | None) -> tuple[tuple[str, UUID | None], ...]:
     """`TOKEN` sees every organization; `TOKEN@ORG_UUID` sees that one only."""
-    tokens = []
+    tokens: list[tuple[str, UUID | None]] = []
     for part in (raw or "").split(","):
         token, at, org = part.strip().partition("@")
         if not token:
             if at:
                 raise ConfigError("MIGHTYCALL_AUDIT_TOKENS: a token is empty before its @ORG_UUID")
             continue
+        # `t@A,t` would otherwise let t see every organization (whichever entry matched last won).
+        # The entries are named by their place: the message must not hold the token.
+        for number, (seen, _) in enumerate(tokens, start=1):
+            if seen == token:
+                raise ConfigError(
+                    f"MIGHTYCALL_AUDIT_TOKENS: entry {len(tokens) + 1} repeats the token of entry {number};"
+                    " list each token once (with @ORG_UUID to limit it)"
+                )
         try:
             tokens.append((token, UUID(org) if at else None))
         except ValueError:

@@ -6,6 +6,7 @@ from __future__ import annotations
 __all__ = [
     "CONTENT_TYPE_REFUSED",
     "DatabaseUnavailable",
+    "Forbidden",
     "IngestError",
     "InvalidPayload",
     "InvalidQuery",
@@ -68,6 +69,12 @@ class TooManyRequests(IngestError):
     """As many long reads of the log (exports, verifications) are running as may run at once."""
 
     reason = "too_many_requests"
+
+
+class Forbidden(IngestError):
+    """Known credentials asking for what their scope excludes as a whole (not one hidden event: 404)."""
+
+    reason = "forbidden"
 
 
 class InvalidQuery(IngestError):

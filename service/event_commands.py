@@ -13,15 +13,15 @@ from service.audit_queries import (
     MAX_LIMIT,
     EventFilter,
     envelope,
-    export_line,
     get_event,
     list_events,
-    stream_events,
 )
 from service.db import connect
+from service.export_commands import export_command
+from service.offline_verify import ExportFailure, verify_export_file
 from service.verify import Checkpoint, record_verification, take_checkpoint, verify_log
 
-__all__ = ["CommandFailed", "add_event_commands", "run_event_command"]
+__all__ = ["CommandFailed", "add_event_commands", "run_event_command", "verify_export_command"]
 
 _encode = msgspec.json.Encoder().encode
 
@@ -49,11 +49,17 @@ def add_event_commands(commands: Any) -> None:
         if name == "list":
             command.add_argument("--after", type=int, default=0, help="position to continue after")
             command.add_argument("--limit", type=int, default=100)
+        else:
+            command.add_argument("--after", type=int, default=0, help="resume after this position")
+            command.add_argument("--limit", type=int, help="at most this many events")
     for name, help_text in (("show", "one event as JSON"), ("raw", "one event's exact bytes, to stdout")):
         events.add_parser(name, help=help_text).add_argument("id", type=int)
     verify = events.add_parser("verify", help="recompute the hashes and the chain; check checkpoints")
     verify.add_argument(
         "--checkpoint", type=Path, action="append", default=[], help="a file from `checkpoint`"
+    )
+    verify.add_argument(
+        "--export", type=Path, dest="export_file", help="verify this NDJSON export offline, with no database"
     )
     events.add_parser("checkpoint", help="record and print the head: keep it outside the database")
 
@@ -61,6 +67,17 @@ def add_event_commands(commands: Any) -> None:
 def _filter(args: argparse.Namespace) -> EventFilter:
     names = ("kind", "event_type", "org_id", "external_id", "request_id", "since", "until")
     return EventFilter.parse({name: value for name in names if (value := getattr(args, name))}, None)
+
+
+def verify_export_command(args: argparse.Namespace) -> str:
+    """`events verify --export FILE`: no database is started or reached."""
+    try:
+        result = verify_export_file(args.export_file, _checkpoints(args.checkpoint))
+    except ExportFailure as failure:
+        raise CommandFailed(f"verification failed at {failure}") from None
+    except OSError as exc:
+        raise CommandFailed(f"{args.export_file}: {exc.strerror or type(exc).__name__}") from None
+    return _encode(result.as_json()).decode()
 
 
 def _checkpoints(paths: list[Path]) -> list[Checkpoint]:
@@ -104,8 +121,7 @@ async def run_event_command(args: argparse.Namespace, url: str) -> str | None:
                 return None
             return _encode(envelope(row)).decode()
         if args.action == "export":
-            async for row in stream_events(conn, _filter(args)):
-                sys.stdout.buffer.write(_encode(export_line(row)) + b"\n")
+            await export_command(conn, _filter(args), after=args.after, limit=args.limit)
             return None
         if args.action == "checkpoint":
             return _encode((await take_checkpoint(conn)).as_json()).decode()

@@ -25,6 +25,8 @@ _GRANTS = """
     -- Unlike a checkpoint such a row vouches for nothing: it says what a verification answered, and a
     -- role that can add one can add any. Never changed, though: a failure, once recorded, stays.
     GRANT SELECT, INSERT ON audit_verifications TO {role};
+    -- Signing out of /audit/ui lists the session so that every process refuses it (alembic 0008).
+    GRANT SELECT, INSERT ON audit_ui_signouts TO {role};
     REVOKE UPDATE, DELETE, TRUNCATE ON audit_verifications FROM {role};
     REVOKE UPDATE, DELETE, TRUNCATE ON event_log FROM {role};
     -- The live projector, which runs inside `serve`. Rebuilds run as the owner: they create tables.

@@ -31,6 +31,7 @@ OWN_TABLES = (
     "audit_checkpoints",
     "rebuild_progress",
     "audit_verifications",
+    "audit_ui_signouts",
     "rejection_admissions",
 )
 """Every table the migrations create (tests/test_migrations.py keeps this list true)."""

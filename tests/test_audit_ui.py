@@ -46,10 +46,14 @@ REJECTED_MESSAGE = "<script>alert(3)</script>"
 _Client = AsyncTestClient[Any]
 
 
-def mint(token: str, expiry: int) -> str:
-    """A cookie value as the README's format says: any process holding `token` makes the same one."""
+def mint(token: str, expiry: int, nonce: str | None = None) -> str:
+    """A cookie value as the README's format says: any process holding `token` makes the same one
+    (without a nonce: the format of the cookies issued before it, still accepted)."""
     key = hashlib.sha256(token.encode()).digest()
-    return f"{expiry}.{hmac.new(key, f'audit-ui|{expiry}'.encode(), hashlib.sha256).hexdigest()}"
+    if nonce is None:
+        return f"{expiry}.{hmac.new(key, f'audit-ui|{expiry}'.encode(), hashlib.sha256).hexdigest()}"
+    signature = hmac.new(key, f"audit-ui|{expiry}|{nonce}".encode(), hashlib.sha256).hexdigest()
+    return f"{expiry}.{nonce}.{signature}"
 
 
 def cookie(value: str) -> dict[str, str]:
@@ -236,10 +240,10 @@ async def test_signing_in_sets_a_signed_cookie_that_never_holds_the_token(ui, ca
     assert flags == {"httponly", f"max-age={MAX_AGE_S}", "path=/audit/ui", "samesite=strict"}, set_cookie
     value = response.cookies[COOKIE]
     assert pair == f"{COOKIE}={value}"
-    assert re.fullmatch(r"\d+\.[0-9a-f]{64}", value)
-    expiry = int(value.split(".")[0])
+    assert re.fullmatch(r"\d+\.[0-9a-f]{16}\.[0-9a-f]{64}", value)
+    expiry, nonce = int(value.split(".")[0]), value.split(".")[1]
     assert abs(expiry - (time.time() + MAX_AGE_S)) < 60
-    assert value == mint(ALL_TOKEN, expiry)
+    assert value == mint(ALL_TOKEN, expiry, nonce)
     assert ALL_TOKEN not in set_cookie
     assert ALL_TOKEN not in caplog.text
 
@@ -269,8 +273,8 @@ async def test_a_cookie_from_one_process_opens_the_page_in_another(ui, settings,
 
 
 def _tampered(value: str) -> str:
-    expiry, signature = value.split(".")
-    return f"{expiry}.{signature[:-1]}{'0' if signature[-1] != '0' else '1'}"
+    signed, signature = value.rsplit(".", 1)
+    return f"{signed}.{signature[:-1]}{'0' if signature[-1] != '0' else '1'}"
 
 
 @pytest.mark.parametrize(

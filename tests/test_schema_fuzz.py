@@ -115,8 +115,8 @@ def api_schema(settings: Settings, db_url: str, org_id: uuid.UUID) -> Iterator[A
     try:
         served = schemathesis.openapi.from_asgi("/schema/openapi.json", app)
         operations = {(op.ok().method, op.ok().path) for op in served.get_all_operations()}
-        # 4 webhooks, 8 audit endpoints, health, ready, ready/projections, metrics
-        assert len(operations) == 16, operations
+        # 4 webhooks, 9 audit endpoints, health, ready, ready/projections, metrics
+        assert len(operations) == 17, operations
         schema = schemathesis.openapi.from_dict(described(served.raw_schema, org_id))
         schema.app = app
         schema.location = "/schema/openapi.json"

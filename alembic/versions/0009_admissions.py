@@ -4,8 +4,8 @@ An admitted event says which refusal it came from in `event_log.admitted_from`, 
 every attempt to admit a refusal, whatever it found, is a row of `rejection_admissions`.
 `rejected_deliveries` itself is never changed.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-03
 """
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 from alembic import op
 
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
@@ -65,4 +65,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     # Admitted events are part of the chain: once there is one, its column cannot go.
-    raise RuntimeError("0008 adds admitted events to the log and cannot be downgraded")
+    raise RuntimeError("0009 adds admitted events to the log and cannot be downgraded")
