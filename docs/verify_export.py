@@ -45,8 +45,13 @@ def envelope(line: dict) -> bytes:
         line["content_type"],
         line["body_sha256"],
     ]
-    if line["request_id"] is not None:  # events from before request ids have eight fields
+    admitted_from = line.get("admitted_from")  # absent from exports made before admissions existed
+    # The array ends at its last element that is not null: events from before request ids have eight
+    # fields, and only an event admitted from a refused delivery (`rejected admit`) has a tenth.
+    if line["request_id"] is not None or admitted_from is not None:
         fields.append(line["request_id"])
+    if admitted_from is not None:
+        fields.append(admitted_from)
     return json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 

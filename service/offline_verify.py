@@ -67,6 +67,8 @@ class _Line(msgspec.Struct, frozen=True):
     hash: str
     body_base64: str
     payload: msgspec.Raw = msgspec.Raw(b"null")
+    admitted_from: int | None = None
+    """Absent from exports made before admissions existed."""
 
 
 _decode_line = msgspec.json.Decoder(_Line).decode
@@ -153,6 +155,7 @@ def _row(line: _Line, body_sha256: bytes) -> dict[str, Any]:
         "content_type": line.content_type,
         "body_sha256": body_sha256,
         "request_id": line.request_id,
+        "admitted_from": line.admitted_from,
     }
 
 

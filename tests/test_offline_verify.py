@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import hashlib
 import importlib.util
 import json
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 
 from service.audit_queries import export_line
 from service.chain import envelope_head, envelope_tail, row_hash
+from service.eventlog import Delivery, append
 from service.offline_verify import ExportFailure, verify_export
 from service.verify import Checkpoint, take_checkpoint
 from tests.support.cli import ROOT
@@ -39,9 +41,33 @@ _encode = msgspec.json.Encoder().encode
 async def lines(conn, org_id) -> list[dict]:
     for n in range(EVENTS):
         payload = {**SEED["sms"], "sms_id": f"sms-{n}", "text": 'héllo "x"\n\u2028'}
-        await append_payloads(conn, org_id, [("sms", payload)])
+        if n == ADMITTED - 1:
+            await _append_admitted(conn, org_id, payload)
+        else:
+            await append_payloads(conn, org_id, [("sms", payload)])
     rows = await conn.fetch("SELECT * FROM event_log ORDER BY id")
     return [json.loads(_encode(export_line(row))) for row in rows]
+
+
+ADMITTED = 3
+"""The event admitted from a refused delivery (`rejected admit`): its envelope has a tenth field."""
+
+
+async def _append_admitted(conn, org_id, payload: dict) -> None:
+    body = msgspec.json.encode({**payload, "org_id": str(org_id)})
+    delivery = Delivery(
+        kind="sms",
+        event_type=payload["event"],
+        org_id=org_id,
+        external_id=payload["sms_id"],
+        content_type="application/json",
+        body=body,
+        body_sha256=hashlib.sha256(body).digest(),
+        received_at=dt.datetime.now(dt.UTC),
+        request_id=None,
+        admitted_from=77,
+    )
+    await append(conn, [delivery])
 
 
 def _text(lines: list[dict]) -> str:
@@ -63,8 +89,6 @@ def _rechain(lines: list[dict], first: int) -> list[dict]:
 
 
 def _datetime(raw: str):
-    import datetime as dt
-
     return dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
 
 
@@ -97,6 +121,8 @@ TAMPERINGS: dict[str, tuple[Callable[[list[dict]], str], int]] = {
     "envelope": (lambda lines: _text(_changed("external_id", "forged")(lines)), 3),
     "received-at": (lambda lines: _text(_changed("received_at", "2020-01-01T00:00:00Z")(lines)), 3),
     "request-id": (lambda lines: _text(_changed("request_id", "forged-request")(lines)), 3),
+    "admitted-from": (lambda lines: _text(_changed("admitted_from", 78)(lines)), 3),
+    "admitted-from-dropped": (lambda lines: _text(_changed("admitted_from", None)(lines)), 3),
     "payload": (lambda lines: _text(_changed("payload", {"event": "sms.forged"})(lines)), 3),
     "dropped": (lambda lines: _text(lines[:2] + lines[3:]), 3),
     "dropped-first": (lambda lines: _text(lines[1:]), 2),
@@ -110,6 +136,7 @@ TAMPERINGS: dict[str, tuple[Callable[[list[dict]], str], int]] = {
 
 @pytest.mark.parametrize("case", sorted(TAMPERINGS))
 async def test_the_service_and_the_standalone_verifier_fail_at_the_same_event(conn, lines, case):
+    assert [line["admitted_from"] for line in lines].count(77) == 1
     checkpoint = Checkpoint(4, bytes.fromhex(lines[3]["hash"]))
     assert _service(_text(lines), [checkpoint]) is None
     assert _standalone(_text(lines), [checkpoint]) is None
