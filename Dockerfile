@@ -5,9 +5,9 @@
 # (docs/operations.md lists every variable). DATABASE_URL is required: the embedded PostgreSQL that
 # `make run` uses is for development and is refused here.
 #
-# Written without a Docker engine at hand: it has not been built. tests/test_deploy_files.py checks what
+# Written without a Docker engine at hand: it has not been built. tests/system/test_deploy_files.py checks what
 # can be checked without one (the entrypoint and command against the real CLI, the health check
-# against a real `serve`, the variables against service/config.py).
+# against a real `serve`, the variables against service/core/config.py).
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
@@ -18,7 +18,7 @@ RUN python -m venv /opt/venv
 WORKDIR /app
 # Dependencies first, in a layer of their own: a change to the code does not reinstall them.
 #
-# Editable (-e) on purpose. service/migrations.py finds the migrations at `<parent of service/>/alembic`;
+# Editable (-e) on purpose. service/database/migrations.py finds the migrations at `<parent of service/>/alembic`;
 # a plain `pip install .` builds a wheel with service/ and projections/ only, so `migrate` would look in
 # site-packages/alembic (the alembic library itself) and fail ("Can't find Python file .../alembic/env.py"),
 # and /ready would answer 500. Installed editable, the code runs from /app, next to /app/alembic.

@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## create .venv and install the service with its dev tools
 
 run: $(STAMP) ## serve on http://127.0.0.1:8000 (embedded PostgreSQL under var/ unless DATABASE_URL is set)
-	$(BIN)/python -m service.devrun
+	$(BIN)/python -m service.server.devrun
 
 test: $(STAMP) ## the whole suite: a real PostgreSQL (embedded unless DATABASE_URL is set), Debian's headless Chromium
 	@{ test -x /usr/bin/chromium && test -x /usr/bin/chromedriver; } || \
@@ -39,7 +39,7 @@ soak: $(STAMP) ## the long runs: 5 minutes at full load (is memory flat?), 12 SI
 		{ echo "make soak needs wrk (Debian: apt-get install wrk)"; exit 1; }
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	$(BIN)/python -m bench.soak --minutes 5
-	MIGHTYCALL_SOAK_KILLS=12 $(BIN)/python -m pytest tests/test_crash_ingest.py -q -p no:cacheprovider \
+	MIGHTYCALL_SOAK_KILLS=12 $(BIN)/python -m pytest tests/system/test_crash_ingest.py -q -p no:cacheprovider \
 		--junitxml=bench/results/soak-crash.xml
 
 psql: $(STAMP) ## a SQL shell on the service's database (DATABASE_URL, or the embedded one while `make run` runs)

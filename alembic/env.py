@@ -10,7 +10,7 @@ import os
 from sqlalchemy import create_engine, pool
 
 from alembic import context
-from service.migrations import refuse_foreign_tables
+from service.database.migrations import refuse_foreign_tables
 
 # Two `migrate` runs at once (several service hosts starting together) would otherwise both see the
 # old version and both try to apply the same step.

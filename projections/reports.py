@@ -6,8 +6,8 @@ import datetime as dt
 from decimal import Decimal
 
 from projections.model import Event, Key, Projection, Row, Table, id_of, is_older
-from projections.phones import PhoneBook
-from service.payloads import Metric, ReportPayload
+from service.core.payloads import Metric, ReportPayload
+from service.core.phones import PhoneBook
 
 __all__ = ["PROJECTION"]
 

@@ -14,16 +14,13 @@ from litestar.exceptions import HTTPException
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig
 
-from projections.live import LiveProjector
+from projections.live.projector import LiveProjector
 from projections.registry import PROJECTIONS
 from projections.status import projection_statuses
-from service.appender import Appender
-from service.audit import audit_handlers
-from service.audit_ui import audit_ui_router
-from service.auth import BearerAuth
-from service.config import ConfigError, Settings
-from service.db import cannot_write_now, create_pool, is_unavailable
-from service.errors import (
+from service.audit.api import audit_handlers
+from service.audit.ui.routes import audit_ui_router
+from service.core.config import ConfigError, Settings
+from service.core.errors import (
     DatabaseUnavailable,
     IngestError,
     InvalidPayload,
@@ -36,11 +33,14 @@ from service.errors import (
     Unauthorized,
     UnknownOrganization,
 )
-from service.health import health, readiness_handler
-from service.metrics import metrics_handler
-from service.orgs import OrgResolver
-from service.request_ids import add_request_id, request_id
-from service.webhooks import BODY_TIMEOUT_S, Ingestion, webhook_handlers
+from service.database.pool import cannot_write_now, create_pool, is_unavailable
+from service.eventlog.group_commit import Appender
+from service.ingest.organizations import OrgResolver
+from service.web.auth import BearerAuth
+from service.web.health import health, readiness_handler
+from service.web.metrics import metrics_handler
+from service.web.request_ids import add_request_id, request_id
+from service.web.webhooks import BODY_TIMEOUT_S, Ingestion, webhook_handlers
 
 __all__ = ["create_app"]
 
@@ -125,7 +125,7 @@ def create_app(settings: Settings, database_url: str, *, body_timeout_s: float =
             Exception: _unexpected_error,
         },
         openapi_config=OpenAPIConfig(title="mightycall-ingest", version="0.1.0", path="/schema"),
-        # Logging is the service's own (service/logs.py): litestar's default would replace the root
+        # Logging is the service's own (service/core/logs.py): litestar's default would replace the root
         # handlers with its own format.
         logging_config=None,
         debug=False,

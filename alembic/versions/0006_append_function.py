@@ -1,5 +1,5 @@
 """append_events(): a whole append (lock, dedupe, positions, hash chain, insert, head, notify) as one
-statement, so that it costs the service one round trip instead of six (service/eventlog.py).
+statement, so that it costs the service one round trip instead of six (service/eventlog/append.py).
 
 Revision ID: 0006
 Revises: 0005
@@ -15,8 +15,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    # The chain is service/chain.py's: hash = sha256(prev || envelope), where the envelope is the JSON
-    # array [id, ...]. Only the id depends on the position, so the caller sends each envelope without
+    # The chain is service/eventlog/chain.py's: hash = sha256(prev || envelope), where the envelope is the
+    # JSON array [id, ...]. Only the id depends on the position, so the caller sends each envelope without
     # it ("tail": everything after "[id,") and this function writes "[" id "," in front. Its search
     # path is the one `migrate` ran with, so the service may live in a schema other than public.
     op.execute("""

@@ -1,0 +1,216 @@
+"""The read-only audit API. Audit tokens open it; webhook secrets never do (and the other way round).
+
+A token limited to one organization sees the others' events as if they did not exist: 404, never 403.
+With no audit token configured the whole API is absent (404), rather than open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import re
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import msgspec
+from litestar import Request, Response, get
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import FromPath
+from litestar.response import Stream
+
+from service.audit.queries import (
+    EventFilter,
+    envelope,
+    export_line,
+    get_event,
+    list_events,
+    list_rejected,
+    page_params,
+    stream_events,
+)
+from service.audit.trace import trace
+from service.core.errors import InvalidQuery, NotFound, TooManyRequests
+from service.eventlog.verify import Checkpoint, record_verification, verify_log
+from service.web.auth import BearerAuth
+
+__all__ = ["EVENT_FILTERS", "MAX_LONG_READS", "PAGING", "REJECTED_FILTERS", "audit_handlers", "query_params"]
+
+MAX_LONG_READS = 2
+"""Exports and verifications running at once, per process. Each holds a database connection for as
+long as it reads the whole log: more of them would take the pool (10) from the webhooks."""
+
+EVENT_FILTERS = {"kind", "event_type", "org_id", "external_id", "request_id", "since", "until"}
+REJECTED_FILTERS = {"kind", "since", "until"}
+PAGING = {"after", "limit"}
+_encode_line = msgspec.json.Encoder().encode
+# What an original Content-Type may be echoed as: a plain media type with parameters, nothing else.
+_MEDIA_TYPE = re.compile(
+    r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+"
+    r"([ \t]*;[ \t]*[A-Za-z0-9!#$&^_.+-]+=[A-Za-z0-9!#$&^_.+\"-]+)*"
+)
+
+_Request = Request[Any, Any, Any]
+
+
+def query_params(request: _Request, allowed: set[str]) -> dict[str, str]:
+    """The query parameters, each given once and `allowed`; the audit page (service/audit/ui/routes.py)
+    too."""
+    pairs = list(request.query_params.multi_items())
+    params = dict(pairs)
+    # A mistyped filter ("org" for "org_id") would otherwise silently widen the answer to everything.
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise InvalidQuery(
+            f"unknown query parameter(s): {', '.join(unknown)}; known: {', '.join(sorted(allowed))}"
+        )
+    # Which of two values would count is anyone's guess: neither does.
+    repeated = sorted(name for name, count in Counter(name for name, _ in pairs).items() if count > 1)
+    if repeated:
+        raise InvalidQuery(f"query parameter(s) given more than once: {', '.join(repeated)}")
+    # PostgreSQL text cannot hold NUL: refused here rather than failing the query.
+    with_nul = sorted(name for name, value in params.items() if "\x00" in value)
+    if with_nul:
+        raise InvalidQuery(f"query parameter(s) holding NUL: {', '.join(with_nul)}")
+    return params
+
+
+class _LongReads:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active = 0
+
+    def refuse_if_full(self) -> None:
+        if self.active >= self.limit:
+            raise TooManyRequests(f"{self.limit} exports or verifications are running; retry later")
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        self.active += 1
+        try:
+            yield
+        finally:
+            self.active -= 1
+
+
+def audit_handlers(auth: BearerAuth, pool_of: Callable[[], asyncpg.Pool | None]) -> list[HTTPRouteHandler]:
+    long_reads = _LongReads(MAX_LONG_READS)
+
+    def scope(request: _Request) -> UUID | None:
+        return auth.check(request.headers.getall("authorization", []))
+
+    def pool() -> asyncpg.Pool:
+        database = pool_of()
+        assert database is not None, "the audit API is served only after the lifespan started"
+        return database
+
+    @get("/audit/events", summary="Events of the log, filtered, in pages")
+    async def events(request: _Request) -> dict[str, Any]:
+        allowed = scope(request)
+        params = query_params(request, EVENT_FILTERS | PAGING)
+        event_filter = EventFilter.parse(params, allowed)
+        after, limit = page_params(params)
+        async with pool().acquire() as conn:
+            page = await list_events(conn, event_filter, after=after, limit=limit)
+        return page.as_json()
+
+    @get("/audit/events/{event_id:int}", summary="One event: its envelope and decoded payload")
+    async def event(request: _Request, event_id: FromPath[int]) -> dict[str, Any]:
+        allowed = scope(request)
+        async with pool().acquire() as conn:
+            row = await get_event(conn, event_id, allowed)
+        if row is None:
+            raise NotFound(f"no event {event_id}")
+        return envelope(row)
+
+    @get(
+        "/audit/events/{event_id:int}/raw",
+        summary="The exact bytes received",
+        media_type="application/octet-stream",
+    )
+    async def raw(request: _Request, event_id: FromPath[int]) -> Response[bytes]:
+        allowed = scope(request)
+        async with pool().acquire() as conn:
+            row = await get_event(conn, event_id, allowed)
+        if row is None:
+            raise NotFound(f"no event {event_id}")
+        content_type = row["content_type"] or ""
+        if not _MEDIA_TYPE.fullmatch(content_type):
+            content_type = "application/octet-stream"
+        return Response(
+            bytes(row["body"]),
+            media_type=content_type,
+            headers={
+                # As received: given as a header, litestar does not append a charset of its own.
+                "Content-Type": content_type,
+                "X-Body-SHA256": bytes(row["body_sha256"]).hex(),
+                # The bytes are whatever the sender sent: never let a browser run them.
+                "X-Content-Type-Options": "nosniff",
+                "Content-Security-Policy": "sandbox",
+            },
+        )
+
+    @get("/audit/export", summary="Matching events as NDJSON, with bodies (base64) and chain hashes")
+    async def export(request: _Request) -> Stream:
+        allowed = scope(request)
+        event_filter = EventFilter.parse(query_params(request, EVENT_FILTERS), allowed)
+
+        long_reads.refuse_if_full()
+
+        # Counted from the first line to the last (or the client going away): a stream that never
+        # started holds nothing. Between the check above and that start lie a few microseconds.
+        async def lines() -> AsyncIterator[bytes]:
+            with long_reads.running():
+                async with pool().acquire() as conn:
+                    async for row in stream_events(conn, event_filter):
+                        yield _encode_line(export_line(row)) + b"\n"
+
+        return Stream(lines(), media_type="application/x-ndjson")
+
+    @get("/audit/rejected", summary="Authenticated deliveries that were refused, with the reason")
+    async def rejected(request: _Request) -> dict[str, Any]:
+        allowed = scope(request)
+        params = query_params(request, REJECTED_FILTERS | PAGING)
+        after, limit = page_params(params)
+        async with pool().acquire() as conn:
+            page = await list_rejected(conn, params, allowed, after=after, limit=limit)
+        return page.as_json()
+
+    @get("/audit/verify", summary="Recompute every hash of the log and check it against the checkpoints")
+    async def verify(request: _Request) -> dict[str, Any]:
+        scope(request)
+        query_params(request, set())
+        long_reads.refuse_if_full()
+        with long_reads.running():
+            async with pool().acquire() as conn:
+                result = await verify_log(conn)
+                await record_verification(conn, result, by="api")
+        return result.as_json()
+
+    @get("/audit/checkpoint", summary="The log's head now: keep it outside the database")
+    async def checkpoint(request: _Request) -> dict[str, Any]:
+        scope(request)
+        query_params(request, set())
+        async with pool().acquire() as conn:
+            head = await conn.fetchrow("SELECT position, hash FROM event_log_head")
+        assert head is not None
+        return Checkpoint(head["position"], bytes(head["hash"]), dt.datetime.now(dt.UTC)).as_json()
+
+    @get("/audit/trace", summary="The events behind one projected row, in log order")
+    async def trace_row(request: _Request) -> dict[str, Any]:
+        allowed = scope(request)
+        params = query_params(request, {"table", "key", "org_id"})
+        event_filter = EventFilter.parse({"org_id": params.get("org_id", "")}, allowed)
+        if not params.get("table") or not params.get("key"):
+            raise InvalidQuery("`table` and `key` are required")
+        if event_filter.org_id is None:
+            raise InvalidQuery("`org_id` is required")
+        if event_filter.nothing:
+            return {"events": [], "next_after": None}
+        async with pool().acquire() as conn:
+            found = await trace(conn, params["table"], params["key"], event_filter.org_id)
+        return {"events": found, "next_after": None}
+
+    return [events, event, raw, export, rejected, verify, checkpoint, trace_row]
