@@ -35,12 +35,13 @@ from service.core.errors import (
 )
 from service.database.pool import cannot_write_now, create_pool, is_unavailable
 from service.eventlog.group_commit import Appender
+from service.ingest.ingestion import Ingestion
 from service.ingest.organizations import OrgResolver
 from service.web.auth import BearerAuth
 from service.web.health import health, readiness_handler
 from service.web.metrics import metrics_handler
 from service.web.request_ids import add_request_id, request_id
-from service.web.webhooks import BODY_TIMEOUT_S, Ingestion, webhook_handlers
+from service.web.webhooks import BODY_TIMEOUT_S, Webhooks, webhook_handlers
 
 __all__ = ["create_app"]
 
@@ -74,7 +75,7 @@ def create_app(settings: Settings, database_url: str, *, body_timeout_s: float =
         raise ConfigError("MIGHTYCALL_WEBHOOK_SECRET is not set; there is no default secret")
     if {token for token, _ in settings.audit_tokens} & set(settings.webhook_secrets):
         raise ConfigError("an audit token must not also be a webhook secret: each must open only its own API")
-    ingestion = Ingestion(
+    webhooks = Webhooks(
         auth=BearerAuth(settings.webhook_secrets),
         max_body_bytes=settings.max_body_bytes,
         body_timeout_s=body_timeout_s,
@@ -83,8 +84,8 @@ def create_app(settings: Settings, database_url: str, *, body_timeout_s: float =
     if settings.audit_tokens:
         tokens, scopes = zip(*settings.audit_tokens, strict=True)
         audit = [
-            *audit_handlers(BearerAuth(tokens, scopes), lambda: ingestion.pool),
-            audit_ui_router(settings.audit_tokens, lambda: ingestion.pool),
+            *audit_handlers(BearerAuth(tokens, scopes), lambda: webhooks.pool),
+            audit_ui_router(settings.audit_tokens, lambda: webhooks.pool),
         ]
 
     @asynccontextmanager
@@ -92,7 +93,8 @@ def create_app(settings: Settings, database_url: str, *, body_timeout_s: float =
         pool = await create_pool(database_url)
         appender = Appender(pool)
         appender.start()
-        ingestion.pool, ingestion.resolver, ingestion.appender = pool, OrgResolver(pool), appender
+        observe_append = webhooks.metrics.append_seconds.observe
+        webhooks.ingestion = Ingestion(pool, OrgResolver(pool), appender, observe_append)
         stop_projector = asyncio.Event()
         projector = None
         await _warn_if_rebuild_due(pool)
@@ -111,11 +113,11 @@ def create_app(settings: Settings, database_url: str, *, body_timeout_s: float =
 
     return Litestar(
         route_handlers=[
-            *webhook_handlers(ingestion),
+            *webhook_handlers(webhooks),
             *audit,
             health,
-            readiness_handler(lambda: ingestion.pool, settings.ready_max_lag_s),
-            metrics_handler(ingestion.metrics, lambda: ingestion.pool),
+            readiness_handler(lambda: webhooks.pool, settings.ready_max_lag_s),
+            metrics_handler(webhooks.metrics, lambda: webhooks.pool),
         ],
         lifespan=[lifespan],
         before_send=[add_request_id],
