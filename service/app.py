@@ -10,6 +10,8 @@ from typing import Any
 
 import asyncpg
 from litestar import Litestar, Request, Response, Router
+from litestar.datastructures import State
+from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig
@@ -17,7 +19,7 @@ from litestar.openapi import OpenAPIConfig
 from projections.live.projector import LiveProjector
 from projections.registry import PROJECTIONS
 from projections.status import projection_statuses
-from service.audit.api import audit_handlers
+from service.audit.api import audit_router
 from service.audit.ui.routes import audit_ui_router
 from service.core.config import ConfigError, Settings
 from service.core.errors import (
@@ -83,14 +85,12 @@ def create_app(settings: Settings, database_url: str, *, body_timeout_s: float =
     audit: list[HTTPRouteHandler | Router] = []
     if settings.audit_tokens:
         tokens, scopes = zip(*settings.audit_tokens, strict=True)
-        audit = [
-            *audit_handlers(BearerAuth(tokens, scopes), lambda: webhooks.pool),
-            audit_ui_router(settings.audit_tokens, lambda: webhooks.pool),
-        ]
+        audit = [audit_router(BearerAuth(tokens, scopes)), audit_ui_router(settings.audit_tokens)]
 
     @asynccontextmanager
-    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
         pool = await create_pool(database_url)
+        app.state.pool = pool
         appender = Appender(pool)
         appender.start()
         observe_append = webhooks.metrics.append_seconds.observe
@@ -120,6 +120,8 @@ def create_app(settings: Settings, database_url: str, *, body_timeout_s: float =
             metrics_handler(webhooks.metrics, lambda: webhooks.pool),
         ],
         lifespan=[lifespan],
+        # Handlers that read the database take it as `pool`: the pool the lifespan opened.
+        dependencies={"pool": Provide(_pool)},
         before_send=[add_request_id],
         exception_handlers={
             IngestError: _ingest_error,
@@ -132,6 +134,11 @@ def create_app(settings: Settings, database_url: str, *, body_timeout_s: float =
         logging_config=None,
         debug=False,
     )
+
+
+async def _pool(state: State) -> asyncpg.Pool:
+    pool: asyncpg.Pool = state.pool
+    return pool
 
 
 async def _warn_if_rebuild_due(pool: asyncpg.Pool) -> None:

@@ -2,6 +2,10 @@
 
 A token limited to one organization sees the others' events as if they did not exist: 404, never 403.
 With no audit token configured the whole API is absent (404), rather than open.
+
+The routes are a litestar Controller; the app provides what they need as dependencies: `pool` (the
+service's pool, from the app's state) and `audit_access` (the tokens and the long reads running, one
+per app, given by `audit_router`).
 """
 
 from __future__ import annotations
@@ -10,15 +14,16 @@ import contextlib
 import datetime as dt
 import re
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 import msgspec
-from litestar import Request, Response, get
-from litestar.handlers import HTTPRouteHandler
-from litestar.params import FromPath
+from litestar import Controller, Request, Response, Router, get
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, SkipValidation
 from litestar.response import Stream
 
 from service.audit.queries import (
@@ -36,7 +41,17 @@ from service.core.errors import InvalidQuery, NotFound, TooManyRequests
 from service.eventlog.verify import Checkpoint, record_verification, verify_log
 from service.web.auth import BearerAuth
 
-__all__ = ["EVENT_FILTERS", "MAX_LONG_READS", "PAGING", "REJECTED_FILTERS", "audit_handlers", "query_params"]
+__all__ = [
+    "EVENT_FILTERS",
+    "MAX_LONG_READS",
+    "PAGING",
+    "REJECTED_FILTERS",
+    "AuditAccess",
+    "AuditController",
+    "Pool",
+    "audit_router",
+    "query_params",
+]
 
 MAX_LONG_READS = 2
 """Exports and verifications running at once, per process. Each holds a database connection for as
@@ -53,6 +68,8 @@ _MEDIA_TYPE = re.compile(
 )
 
 _Request = Request[Any, Any, Any]
+# Provided by the app, not read from the request (as audit_router provides `audit_access`).
+Pool = NamedDependency[SkipValidation[asyncpg.Pool]]
 
 
 def query_params(request: _Request, allowed: set[str]) -> dict[str, str]:
@@ -95,44 +112,65 @@ class _LongReads:
             self.active -= 1
 
 
-def audit_handlers(auth: BearerAuth, pool_of: Callable[[], asyncpg.Pool | None]) -> list[HTTPRouteHandler]:
-    long_reads = _LongReads(MAX_LONG_READS)
+@dataclass
+class AuditAccess:
+    """The audit API's own state, one per app: the tokens that open it, the long reads running."""
 
-    def scope(request: _Request) -> UUID | None:
-        return auth.check(request.headers.getall("authorization", []))
+    auth: BearerAuth
+    long_reads: _LongReads = field(default_factory=lambda: _LongReads(MAX_LONG_READS))
 
-    def pool() -> asyncpg.Pool:
-        database = pool_of()
-        assert database is not None, "the audit API is served only after the lifespan started"
-        return database
+    def scope(self, request: _Request) -> UUID | None:
+        """The organization the request's token is limited to (None: all), or Unauthorized."""
+        return self.auth.check(request.headers.getall("authorization", []))
 
-    @get("/audit/events", summary="Events of the log, filtered, in pages")
-    async def events(request: _Request) -> dict[str, Any]:
-        allowed = scope(request)
+
+_Access = NamedDependency[SkipValidation[AuditAccess]]
+
+
+def audit_router(auth: BearerAuth) -> Router:
+    """The audit API at /audit, opened by `auth`'s tokens; the app provides `pool`."""
+    access = AuditAccess(auth)
+
+    async def provide_access() -> AuditAccess:
+        return access
+
+    return Router(
+        "/audit", route_handlers=[AuditController], dependencies={"audit_access": Provide(provide_access)}
+    )
+
+
+class AuditController(Controller):
+    @get("/events", summary="Events of the log, filtered, in pages")
+    async def events(self, request: _Request, audit_access: _Access, pool: Pool) -> dict[str, Any]:
+        allowed = audit_access.scope(request)
         params = query_params(request, EVENT_FILTERS | PAGING)
         event_filter = EventFilter.parse(params, allowed)
         after, limit = page_params(params)
-        async with pool().acquire() as conn:
+        async with pool.acquire() as conn:
             page = await list_events(conn, event_filter, after=after, limit=limit)
         return page.as_json()
 
-    @get("/audit/events/{event_id:int}", summary="One event: its envelope and decoded payload")
-    async def event(request: _Request, event_id: FromPath[int]) -> dict[str, Any]:
-        allowed = scope(request)
-        async with pool().acquire() as conn:
+    @get("/events/{event_id:int}", summary="One event: its envelope and decoded payload")
+    async def event(
+        self, request: _Request, event_id: FromPath[int], audit_access: _Access, pool: Pool
+    ) -> dict[str, Any]:
+        allowed = audit_access.scope(request)
+        async with pool.acquire() as conn:
             row = await get_event(conn, event_id, allowed)
         if row is None:
             raise NotFound(f"no event {event_id}")
         return envelope(row)
 
     @get(
-        "/audit/events/{event_id:int}/raw",
+        "/events/{event_id:int}/raw",
         summary="The exact bytes received",
         media_type="application/octet-stream",
     )
-    async def raw(request: _Request, event_id: FromPath[int]) -> Response[bytes]:
-        allowed = scope(request)
-        async with pool().acquire() as conn:
+    async def raw(
+        self, request: _Request, event_id: FromPath[int], audit_access: _Access, pool: Pool
+    ) -> Response[bytes]:
+        allowed = audit_access.scope(request)
+        async with pool.acquire() as conn:
             row = await get_event(conn, event_id, allowed)
         if row is None:
             raise NotFound(f"no event {event_id}")
@@ -152,55 +190,55 @@ def audit_handlers(auth: BearerAuth, pool_of: Callable[[], asyncpg.Pool | None])
             },
         )
 
-    @get("/audit/export", summary="Matching events as NDJSON, with bodies (base64) and chain hashes")
-    async def export(request: _Request) -> Stream:
-        allowed = scope(request)
+    @get("/export", summary="Matching events as NDJSON, with bodies (base64) and chain hashes")
+    async def export(self, request: _Request, audit_access: _Access, pool: Pool) -> Stream:
+        allowed = audit_access.scope(request)
         event_filter = EventFilter.parse(query_params(request, EVENT_FILTERS), allowed)
 
-        long_reads.refuse_if_full()
+        audit_access.long_reads.refuse_if_full()
 
         # Counted from the first line to the last (or the client going away): a stream that never
         # started holds nothing. Between the check above and that start lie a few microseconds.
         async def lines() -> AsyncIterator[bytes]:
-            with long_reads.running():
-                async with pool().acquire() as conn:
+            with audit_access.long_reads.running():
+                async with pool.acquire() as conn:
                     async for row in stream_events(conn, event_filter):
                         yield _encode_line(export_line(row)) + b"\n"
 
         return Stream(lines(), media_type="application/x-ndjson")
 
-    @get("/audit/rejected", summary="Authenticated deliveries that were refused, with the reason")
-    async def rejected(request: _Request) -> dict[str, Any]:
-        allowed = scope(request)
+    @get("/rejected", summary="Authenticated deliveries that were refused, with the reason")
+    async def rejected(self, request: _Request, audit_access: _Access, pool: Pool) -> dict[str, Any]:
+        allowed = audit_access.scope(request)
         params = query_params(request, REJECTED_FILTERS | PAGING)
         after, limit = page_params(params)
-        async with pool().acquire() as conn:
+        async with pool.acquire() as conn:
             page = await list_rejected(conn, params, allowed, after=after, limit=limit)
         return page.as_json()
 
-    @get("/audit/verify", summary="Recompute every hash of the log and check it against the checkpoints")
-    async def verify(request: _Request) -> dict[str, Any]:
-        scope(request)
+    @get("/verify", summary="Recompute every hash of the log and check it against the checkpoints")
+    async def verify(self, request: _Request, audit_access: _Access, pool: Pool) -> dict[str, Any]:
+        audit_access.scope(request)
         query_params(request, set())
-        long_reads.refuse_if_full()
-        with long_reads.running():
-            async with pool().acquire() as conn:
+        audit_access.long_reads.refuse_if_full()
+        with audit_access.long_reads.running():
+            async with pool.acquire() as conn:
                 result = await verify_log(conn)
                 await record_verification(conn, result, by="api")
         return result.as_json()
 
-    @get("/audit/checkpoint", summary="The log's head now: keep it outside the database")
-    async def checkpoint(request: _Request) -> dict[str, Any]:
-        scope(request)
+    @get("/checkpoint", summary="The log's head now: keep it outside the database")
+    async def checkpoint(self, request: _Request, audit_access: _Access, pool: Pool) -> dict[str, Any]:
+        audit_access.scope(request)
         query_params(request, set())
-        async with pool().acquire() as conn:
+        async with pool.acquire() as conn:
             head = await conn.fetchrow("SELECT position, hash FROM event_log_head")
         assert head is not None
         return Checkpoint(head["position"], bytes(head["hash"]), dt.datetime.now(dt.UTC)).as_json()
 
-    @get("/audit/trace", summary="The events behind one projected row, in log order")
-    async def trace_row(request: _Request) -> dict[str, Any]:
-        allowed = scope(request)
+    @get("/trace", summary="The events behind one projected row, in log order")
+    async def trace_row(self, request: _Request, audit_access: _Access, pool: Pool) -> dict[str, Any]:
+        allowed = audit_access.scope(request)
         params = query_params(request, {"table", "key", "org_id"})
         event_filter = EventFilter.parse({"org_id": params.get("org_id", "")}, allowed)
         if not params.get("table") or not params.get("key"):
@@ -209,8 +247,6 @@ def audit_handlers(auth: BearerAuth, pool_of: Callable[[], asyncpg.Pool | None])
             raise InvalidQuery("`org_id` is required")
         if event_filter.nothing:
             return {"events": [], "next_after": None}
-        async with pool().acquire() as conn:
+        async with pool.acquire() as conn:
             found = await trace(conn, params["table"], params["key"], event_filter.org_id)
         return {"events": found, "next_after": None}
-
-    return [events, event, raw, export, rejected, verify, checkpoint, trace_row]

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qs
 from uuid import UUID
 
-import asyncpg
 from litestar import Request, Response, Router, get, post
 from litestar.datastructures import Cookie, MutableScopeHeaders
 from litestar.enums import MediaType, ScopeType
@@ -26,7 +25,7 @@ from litestar.response import Redirect
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from projections.status import projection_statuses
-from service.audit.api import EVENT_FILTERS, PAGING, REJECTED_FILTERS, query_params
+from service.audit.api import EVENT_FILTERS, PAGING, REJECTED_FILTERS, Pool, query_params
 from service.audit.queries import EventFilter, export_line, get_event, list_events, list_rejected, page_params
 from service.audit.ui.html import ROOT, error_page, login_page, page
 from service.audit.ui.pages import (
@@ -104,18 +103,12 @@ def _refuse_cross_site(request: _Request) -> Response[str] | None:
     return _html(error_page(403, "forms here can only be sent from these pages"), 403)
 
 
-def audit_ui_router(
-    tokens: Iterable[tuple[str, UUID | None]], pool_of: Callable[[], asyncpg.Pool | None]
-) -> Router:
+def audit_ui_router(tokens: Iterable[tuple[str, UUID | None]]) -> Router:
+    """The audit pages at ROOT, signed in with `tokens`; the app provides `pool`."""
     sessions = Sessions(tokens)
 
     def session_of(request: _Request) -> Session | None:
         return sessions.check(request.cookies.get(COOKIE))
-
-    def pool() -> asyncpg.Pool:
-        database = pool_of()
-        assert database is not None, "the audit page is served only after the lifespan started"
-        return database
 
     def error(request: _Request, exc: Exception) -> Response[str]:
         if isinstance(exc, HTTPException):
@@ -127,24 +120,24 @@ def audit_ui_router(
         return _html(error_page(status, message, False if session is None else session.scope), status)
 
     @get("/", name="audit-ui")
-    async def events(request: _Request) -> Response[str]:
+    async def events(request: _Request, pool: Pool) -> Response[str]:
         if (session := session_of(request)) is None:
             return _html(login_page())
         params = query_params(request, EVENT_FILTERS | PAGING)
         event_filter = EventFilter.parse(params, session.scope)
         after, limit = page_params(params)
-        async with pool().acquire() as conn:
+        async with pool.acquire() as conn:
             found = await list_events(conn, event_filter, after=after, limit=limit)
         # The filters the API knows, in a reading order; any it gains later show up at the end.
         names = [*_FIRST_FILTERS, *sorted(EVENT_FILTERS - set(_FIRST_FILTERS))]
         return _html(page("Events", events_content(params, names, found), session.scope))
 
     @get("/events/{event_id:int}")
-    async def event(request: _Request, event_id: FromPath[int]) -> Response[str]:
+    async def event(request: _Request, event_id: FromPath[int], pool: Pool) -> Response[str]:
         if (session := session_of(request)) is None:
             return _html(login_page())
         query_params(request, set())
-        async with pool().acquire() as conn:
+        async with pool.acquire() as conn:
             row = await get_event(conn, event_id, session.scope)
         if row is None:
             raise NotFound(f"no event {event_id}")
@@ -154,22 +147,22 @@ def audit_ui_router(
         return _html(page(f"Event {event_id}", event_content(fields, body, matches), session.scope))
 
     @get("/rejected")
-    async def rejected(request: _Request) -> Response[str]:
+    async def rejected(request: _Request, pool: Pool) -> Response[str]:
         if (session := session_of(request)) is None:
             return _html(login_page())
         params = query_params(request, REJECTED_FILTERS | PAGING)
         after, limit = page_params(params)
-        async with pool().acquire() as conn:
+        async with pool.acquire() as conn:
             found = await list_rejected(conn, params, session.scope, after=after, limit=limit)
         content = rejected_content(params, found, scoped=session.scope is not None)
         return _html(page("Rejected deliveries", content, session.scope))
 
     @get("/status")
-    async def status(request: _Request) -> Response[str]:
+    async def status(request: _Request, pool: Pool) -> Response[str]:
         if (session := session_of(request)) is None:
             return _html(login_page())
         query_params(request, set())
-        async with pool().acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
+        async with pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
             # One snapshot: the head, the projections, the checkpoint and the verification as of the same
             # moment (the events appended since the verification are counted against this head).
             statuses = await projection_statuses(conn)
