@@ -30,12 +30,9 @@ from uuid import UUID
 import asyncpg
 
 from service.eventlog.chain import envelope_tail
+from service.eventlog.sql import CHANNEL
 
 __all__ = ["CHANNEL", "Appended", "Delivery", "append"]
-
-CHANNEL = "mightycall_event_log"
-"""NOTIFY channel: each append transaction signals it, delivered when the transaction commits, so the
-live projector wakes without polling."""
 
 
 @dataclass(frozen=True, slots=True)
