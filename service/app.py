@@ -47,7 +47,7 @@ from service.web.webhooks import BODY_TIMEOUT_S, Webhooks, webhook_handlers
 
 __all__ = ["create_app"]
 
-_log = logging.getLogger(__name__)
+_log = logging.getLogger("mightycall.app")
 
 _STATUS = {
     Unauthorized: 401,

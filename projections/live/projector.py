@@ -25,7 +25,7 @@ __all__ = ["LiveProjector"]
 
 _LEADER_LOCK = 0x6D63_5F70_726F_6A  # an arbitrary constant of this service: "mc_proj"
 
-_log = logging.getLogger(__name__)
+_log = logging.getLogger("mightycall.projector")
 
 
 class LiveProjector:

@@ -20,7 +20,7 @@ from service.database.pool import connect, create_pool
 
 __all__ = ["project", "rebuild_projections", "status_table"]
 
-_log = logging.getLogger(__name__)
+_log = logging.getLogger("mightycall.projections")
 
 
 async def status_table(url: str) -> str:

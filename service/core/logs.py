@@ -1,4 +1,8 @@
-"""One JSON object per log line, so that lines can be searched and joined by field."""
+"""One JSON object per log line, so that lines can be searched and joined by field.
+
+The service's own loggers are named `mightycall.<what it does>` (delivery, append, projector, rebuild,
+projections, verify, app), not after the module: the "logger" field of a line survives a file moving.
+"""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from service.eventlog.append import Appended, Delivery, append
 
 __all__ = ["Appender"]
 
-_log = logging.getLogger(__name__)
+_log = logging.getLogger("mightycall.append")
 
 _Pending = tuple[Delivery, "asyncio.Future[Appended]"]
 

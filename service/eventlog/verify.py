@@ -30,7 +30,7 @@ __all__ = ["Checkpoint", "Verification", "record_verification", "take_checkpoint
 _CHUNK = 1000
 _MAX_REASON = 1000
 """audit_verifications.failure_reason's CHECK (alembic 0007); the reasons written here are far shorter."""
-_log = logging.getLogger(__name__)
+_log = logging.getLogger("mightycall.verify")
 
 
 @dataclass(frozen=True, slots=True)

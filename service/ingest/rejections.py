@@ -13,7 +13,7 @@ from service.core.errors import IngestError
 
 __all__ = ["record_rejection"]
 
-_log = logging.getLogger(__name__)
+_log = logging.getLogger("mightycall.delivery")
 
 # Recording is best effort: the sender still gets its 4xx at once when the database is slow or gone.
 _RECORD_TIMEOUT_S = 2.0

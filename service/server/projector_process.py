@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 __all__ = ["projector_process"]
 
-_log = logging.getLogger(__name__)
+_log = logging.getLogger("mightycall.projector")
 _RESTART_DELAY_S = 2.0
 _STOP_TIMEOUT_S = 15.0
 _PR_SET_PDEATHSIG = 1

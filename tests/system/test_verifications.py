@@ -144,7 +144,7 @@ async def test_a_result_that_cannot_be_recorded_still_stands(conn, log, granted_
     assert not await record_verification(conn, result, by="api")
 
     assert result.ok
-    [warning] = [r for r in caplog.records if r.name == "service.eventlog.verify"]
+    [warning] = [r for r in caplog.records if r.name == "mightycall.verify"]
     assert warning.levelno == logging.WARNING
     error = "ReadOnlySQLTransactionError" if refusal == "read-only" else "InsufficientPrivilegeError"
     assert warning.getMessage() == f"could not record the verification's result ({error}); its answer stands"
