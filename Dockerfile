@@ -5,9 +5,9 @@
 # (docs/operations.md lists every variable). DATABASE_URL is required: the embedded PostgreSQL that
 # `make run` uses is for development and is refused here.
 #
-# Written without a Docker engine at hand: it has not been built. tests/test_deploy_files.py checks what
+# Written without a Docker engine at hand: it has not been built. tests/system/test_deploy_files.py checks what
 # can be checked without one (the entrypoint and command against the real CLI, the health check
-# against a real `serve`, the variables against service/config.py).
+# against a real `serve`, the variables against service/core/config.py).
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
@@ -20,6 +20,7 @@ COPY pyproject.toml README.md ./
 COPY alembic ./alembic
 COPY projections ./projections
 COPY service ./service
+COPY docs/verify_export.py ./docs/verify_export.py
 RUN pip wheel --no-deps --wheel-dir /dist .
 
 # Stage 2: a virtualenv with the wheel and its runtime dependencies (no dev or bench extras). No source

@@ -11,8 +11,8 @@ import psycopg
 from sqlalchemy import create_engine, pool
 
 from alembic import context
-from service.migrations import refuse_foreign_tables
-from service.primary import target_session_attrs
+from service.database.migrations import refuse_foreign_tables
+from service.database.primary import target_session_attrs
 
 # Two `migrate` runs at once (several service hosts starting together) would otherwise both see the
 # old version and both try to apply the same step.
@@ -22,7 +22,7 @@ _MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(hashtext('mightycall-ingest migr
 def _connect(url: str) -> psycopg.Connection:
     """libpq reads the URL itself, as psql would: SQLAlchemy's URL parser does not take several hosts
     (`postgresql://h1:5432,h2:5432/db`), and a migration must run on the primary, like the service's
-    own sessions (service/primary.py)."""
+    own sessions (service/database/primary.py)."""
     if url.partition("://")[0] not in ("postgres", "postgresql"):
         raise SystemExit("DATABASE_URL must start with postgresql://")
     attrs = target_session_attrs(url)

@@ -20,8 +20,8 @@ from typing import Any
 import asyncpg
 from litestar import Litestar, Request, Response, post
 
-from service.payloads import decode
-from service.webhooks import WEBHOOK_PATHS
+from service.core.payloads import decode
+from service.web.webhooks import WEBHOOK_PATHS
 
 _ACCEPTED = b'{"status":"accepted","event_id":0}'
 _TABLE = "CREATE TABLE IF NOT EXISTS bench_bare_log (id bigserial PRIMARY KEY, kind text, body bytea)"

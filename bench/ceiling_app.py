@@ -10,8 +10,8 @@ from typing import Any
 
 from litestar import Litestar, Request, Response, post
 
-from service.payloads import decode
-from service.webhooks import WEBHOOK_PATHS
+from service.core.payloads import decode
+from service.web.webhooks import WEBHOOK_PATHS
 
 _ACCEPTED = b'{"status":"accepted","event_id":0}'
 

@@ -29,7 +29,7 @@ def _group(process: psutil.Process) -> str | None:
         return "postgres"
     if "service.cli project" in command:
         return "projector"
-    if "service.cli serve" in command or "service.asgi" in command:
+    if "service.cli serve" in command or "service.server.asgi" in command:
         return "web"
     return None
 

@@ -13,7 +13,7 @@ import uuid
 import asyncpg
 import msgspec
 
-from service.chain import event_hash
+from service.eventlog.chain import event_hash
 
 _COLUMNS = (
     "id",

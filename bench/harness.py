@@ -49,7 +49,7 @@ def median_result(results: Sequence[LoadResult]) -> LoadResult:
 def bench_database() -> Iterator[str]:
     """A fresh embedded PostgreSQL in a temporary folder, migrated; yields its URL."""
     sys.path.insert(0, str(ROOT))
-    from service.embedded import embedded_server
+    from service.database.embedded import embedded_server
 
     folder = Path(tempfile.mkdtemp(prefix="mightycall-bench-"))
     server = embedded_server(folder / "pgdata", cleanup_mode="delete")

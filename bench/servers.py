@@ -1,7 +1,7 @@
 """Which ASGI server and how many workers `serve` should use: the service measured under each.
 
 uvicorn with one worker is what `serve` runs (its projector as a child process); the others run the
-same app from service.asgi with `project` started beside them, against the same database and load.
+same app from service.server.asgi with `project` started beside them, against the same database and load.
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ def _configurations(port: int) -> dict[str, list[str]]:
         f"{python} -m granian --interface asgi --host 127.0.0.1 --port {port} --http 1 --no-ws --loop uvloop"
         " --log-level warning"
     )
-    uvicorn = f"{python} -m uvicorn service.asgi:app --port {port} --no-access-log --log-level warning"
+    uvicorn = f"{python} -m uvicorn service.server.asgi:app --port {port} --no-access-log --log-level warning"
     return {
         SERVE: [python, "-m", "service.cli", "serve", "--port", str(port)],
         "uvicorn, 2 workers": ["sh", "-c", f"{beside}{uvicorn} --workers 2"],
-        "granian, 1 worker": ["sh", "-c", f"{beside}{granian} --workers 1 service.asgi:app"],
-        "granian, 2 workers": ["sh", "-c", f"{beside}{granian} --workers 2 service.asgi:app"],
+        "granian, 1 worker": ["sh", "-c", f"{beside}{granian} --workers 1 service.server.asgi:app"],
+        "granian, 2 workers": ["sh", "-c", f"{beside}{granian} --workers 2 service.server.asgi:app"],
     }
 
 

@@ -1,11 +1,12 @@
 """What a synchronous standby costs the append path: `python -m bench.sync_standby [--rounds N]`.
 
 One primary and one streaming standby on this machine (tests/support/replication.py), migrated. The
-service's own append path (service/appender.py: group commit into append_events(), no HTTP) runs for a
-few seconds against the primary with the standby asynchronous (`synchronous_standby_names = ''`), then
-synchronous (naming it), the two in turn, the order alternating round by round; a reload switches the
-setting, the same servers and the same log serve both. Two loads: one client at a time (each append
-waits for its own commit: what a lone webhook waits) and 64 at once (group commit shares each wait).
+service's own append path (service/eventlog/group_commit.py: group commit into append_events(), no HTTP)
+runs for a few seconds against the primary with the standby asynchronous (`synchronous_standby_names =
+''`), then synchronous (naming it), the two in turn, the order alternating round by round; a reload
+switches the setting, the same servers and the same log serve both. Two loads: one client at a time (each
+append waits for its own commit: what a lone webhook waits) and 64 at once (group commit shares each
+wait).
 
 Both servers share this machine's disk and CPUs: a standby on its own host adds the network's round
 trip to each synchronous commit, and its own disk's flush instead of a share of this one.
@@ -22,9 +23,9 @@ import uuid
 
 import asyncpg
 
-from service import migrations
-from service.appender import Appender
-from service.db import create_pool
+from service.database import migrations
+from service.database.pool import create_pool
+from service.eventlog.group_commit import Appender
 from tests.support.deliveries import delivery
 from tests.support.replication import STANDBY_NAME, Node, primary_and_standby, wait_for_sync_standby
 

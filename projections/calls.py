@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from projections.model import Event, Key, Projection, Row, Table, id_of, is_older
-from projections.phones import PhoneBook
-from service.payloads import CallPayload
+from service.core.payloads import CallPayload
+from service.core.phones import PhoneBook
 
 __all__ = ["PROJECTION"]
 

@@ -15,8 +15,8 @@ import msgspec
 # in Python, a uuid.UUID took most of row_id's time.
 from asyncpg.pgproto.pgproto import UUID as _BytesUUID
 
-from projections.phones import PhoneBook
-from service.payloads import Payload
+from service.core.payloads import Payload
+from service.core.phones import PhoneBook
 
 __all__ = ["Event", "Key", "Projection", "Row", "RowSet", "Table", "id_of", "is_older", "row_id"]
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 from projections.model import Event, Key, Projection, Row, Table, id_of, is_older
-from projections.phones import PhoneBook
-from service.payloads import CallPayload, RecordingPayload
+from service.core.payloads import CallPayload, RecordingPayload
+from service.core.phones import PhoneBook
 
 __all__ = ["PROJECTION"]
 

@@ -4,7 +4,7 @@ A report is sent again when it changes, and a newer version may drop a metric an
 table is kept in sets (Table.in_sets): each report's rows are one set, and a version replaces the whole
 set, its dropped metrics included. Every row of a set carries the version's `reported_at` and
 `event_id`, which is how a late older version, even one with a metric the set lacks, is known to be
-older: it changes nothing. A version carries at least one metric (service/payloads.py), so a report's
+older: it changes nothing. A version carries at least one metric (service/core/payloads.py), so a report's
 set is never empty once one version has been applied.
 """
 
@@ -15,8 +15,8 @@ from decimal import Decimal
 from typing import Any
 
 from projections.model import Event, Key, Projection, RowSet, Table, id_of, is_older
-from projections.phones import PhoneBook
-from service.payloads import Metric, ReportPayload
+from service.core.payloads import Metric, ReportPayload
+from service.core.phones import PhoneBook
 
 __all__ = ["PROJECTION"]
 

@@ -1,7 +1,7 @@
 """Applying a batch of the log to a projection's table: rows and checkpoint in one transaction.
 
 Reading "id > checkpoint" is safe because positions are gapless and ascending in commit order
-(service/eventlog.py): nothing can commit later with a position below one already read. Reads stop at
+(service/eventlog/append.py): nothing can commit later with a position below one already read. Reads stop at
 the head's position, read first: every event up to it has committed.
 """
 
@@ -15,9 +15,9 @@ from uuid import UUID
 import asyncpg
 
 from projections.model import Event, Key, Projection, Row
-from projections.phones import PhoneBook, to_e164
 from projections.store import load_rows, upsert_rows
-from service.payloads import decode
+from service.core.payloads import decode
+from service.core.phones import PhoneBook, to_e164
 
 _log = logging.getLogger("mightycall.projector")
 

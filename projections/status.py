@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from projections.rebuild import SHADOW_SUFFIX
+from projections.rebuild.rebuild import SHADOW_SUFFIX
 from projections.registry import PROJECTIONS
 from projections.runner import head_position
 

@@ -10,20 +10,19 @@ from typing import Any
 
 import asyncpg
 from litestar import Litestar, Request, Response, Router
+from litestar.datastructures import State
+from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig
 
-from projections.live import LiveProjector
+from projections.live.projector import LiveProjector
 from projections.registry import PROJECTIONS
 from projections.status import projection_statuses
-from service.appender import Appender
-from service.audit import audit_handlers
-from service.audit_ui import audit_ui_router
-from service.auth import BearerAuth
-from service.config import ConfigError, Settings
-from service.db import cannot_write_now, create_pool, is_unavailable
-from service.errors import (
+from service.audit.api import audit_router
+from service.audit.ui.routes import audit_ui_router
+from service.core.config import ConfigError, Settings
+from service.core.errors import (
     DatabaseUnavailable,
     Forbidden,
     IngestError,
@@ -37,15 +36,19 @@ from service.errors import (
     Unauthorized,
     UnknownOrganization,
 )
-from service.health import health, projections_readiness_handler, readiness_handler
-from service.metrics import metrics_handler
-from service.orgs import OrgResolver
-from service.request_ids import add_request_id, request_id
-from service.webhooks import BODY_TIMEOUT_S, Ingestion, webhook_handlers
+from service.database.pool import cannot_write_now, create_pool, is_unavailable
+from service.eventlog.group_commit import Appender
+from service.ingest.ingestion import Ingestion
+from service.ingest.organizations import OrgResolver
+from service.web.auth import BearerAuth
+from service.web.health import health, projections_readiness_handler, readiness_handler
+from service.web.metrics import metrics_handler
+from service.web.request_ids import add_request_id, request_id
+from service.web.webhooks import BODY_TIMEOUT_S, Webhooks, webhook_handlers
 
 __all__ = ["create_app"]
 
-_log = logging.getLogger(__name__)
+_log = logging.getLogger("mightycall.app")
 
 _STATUS = {
     Unauthorized: 401,
@@ -76,7 +79,7 @@ def create_app(settings: Settings, database_url: str, *, body_timeout_s: float =
         raise ConfigError("MIGHTYCALL_WEBHOOK_SECRET is not set; there is no default secret")
     if {token for token, _ in settings.audit_tokens} & set(settings.webhook_secrets):
         raise ConfigError("an audit token must not also be a webhook secret: each must open only its own API")
-    ingestion = Ingestion(
+    webhooks = Webhooks(
         auth=BearerAuth(settings.webhook_secrets),
         max_body_bytes=settings.max_body_bytes,
         body_timeout_s=body_timeout_s,
@@ -84,17 +87,16 @@ def create_app(settings: Settings, database_url: str, *, body_timeout_s: float =
     audit: list[HTTPRouteHandler | Router] = []
     if settings.audit_tokens:
         tokens, scopes = zip(*settings.audit_tokens, strict=True)
-        audit = [
-            *audit_handlers(BearerAuth(tokens, scopes), lambda: ingestion.pool),
-            audit_ui_router(settings.audit_tokens, lambda: ingestion.pool),
-        ]
+        audit = [audit_router(BearerAuth(tokens, scopes)), audit_ui_router(settings.audit_tokens)]
 
     @asynccontextmanager
-    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
         pool = await create_pool(database_url)
+        app.state.pool = pool
         appender = Appender(pool)
         appender.start()
-        ingestion.pool, ingestion.resolver, ingestion.appender = pool, OrgResolver(pool), appender
+        observe_append = webhooks.metrics.append_seconds.observe
+        webhooks.ingestion = Ingestion(pool, OrgResolver(pool), appender, observe_append)
         stop_projector = asyncio.Event()
         projector = None
         await _warn_if_rebuild_due(pool)
@@ -113,14 +115,16 @@ def create_app(settings: Settings, database_url: str, *, body_timeout_s: float =
 
     return Litestar(
         route_handlers=[
-            *webhook_handlers(ingestion),
+            *webhook_handlers(webhooks),
             *audit,
             health,
-            readiness_handler(lambda: ingestion.pool),
-            projections_readiness_handler(lambda: ingestion.pool, settings.ready_max_lag_s),
-            metrics_handler(ingestion.metrics, lambda: ingestion.pool),
+            readiness_handler(lambda: webhooks.pool),
+            projections_readiness_handler(lambda: webhooks.pool, settings.ready_max_lag_s),
+            metrics_handler(webhooks.metrics, lambda: webhooks.pool),
         ],
         lifespan=[lifespan],
+        # Handlers that read the database take it as `pool`: the pool the lifespan opened.
+        dependencies={"pool": Provide(_pool)},
         before_send=[add_request_id],
         exception_handlers={
             IngestError: _ingest_error,
@@ -128,11 +132,16 @@ def create_app(settings: Settings, database_url: str, *, body_timeout_s: float =
             Exception: _unexpected_error,
         },
         openapi_config=OpenAPIConfig(title="mightycall-ingest", version="0.1.0", path="/schema"),
-        # Logging is the service's own (service/logs.py): litestar's default would replace the root
+        # Logging is the service's own (service/core/logs.py): litestar's default would replace the root
         # handlers with its own format.
         logging_config=None,
         debug=False,
     )
+
+
+async def _pool(state: State) -> asyncpg.Pool:
+    pool: asyncpg.Pool = state.pool
+    return pool
 
 
 async def _warn_if_rebuild_due(pool: asyncpg.Pool) -> None:

@@ -19,12 +19,12 @@ import asyncpg
 import pytest
 from litestar.testing import AsyncTestClient
 
-from service import migrations
 from service.app import create_app
-from service.config import Settings
-from service.db import create_pool
-from service.embedded import embedded_server
-from service.grants import grant_service_role
+from service.core.config import Settings
+from service.database import migrations
+from service.database.embedded import embedded_server
+from service.database.grants import grant_service_role
+from service.database.pool import create_pool
 from tests.support.databases import with_database
 from tests.support.http import SECOND_SECRET, SECRET
 

@@ -38,7 +38,7 @@ def upgrade() -> None:
     """)
 
     # `id` is no sequence: eventlog.append assigns it while holding the lock on event_log_head, which
-    # makes positions gapless and ascending in commit order (see service/eventlog.py).
+    # makes positions gapless and ascending in commit order (see service/eventlog/append.py).
     op.execute("""
         CREATE TABLE event_log (
             id            bigint PRIMARY KEY CHECK (id > 0),

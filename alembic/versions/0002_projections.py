@@ -120,7 +120,7 @@ def upgrade() -> None:
 
 def _backfill_e164() -> None:
     # Numbers imported before this step get their E.164 form here; new imports compute it themselves.
-    from projections.phones import to_e164
+    from service.core.phones import to_e164
 
     region = os.environ.get("MIGHTYCALL_DEFAULT_REGION") or "US"
     conn = op.get_bind()

@@ -15,7 +15,7 @@ depends_on = None
 
 def upgrade() -> None:
     op.execute("""
-        -- The sessions are signed cookies that any process accepts (service/audit_ui_session.py); one
+        -- The sessions are signed cookies that any process accepts (service/audit/ui/session.py); one
         -- signed out is listed here, by the sha256 of its value (never the value), until it expires.
         CREATE TABLE audit_ui_signouts (
             cookie_sha256  bytea PRIMARY KEY CHECK (length(cookie_sha256) = 32),

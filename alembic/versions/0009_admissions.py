@@ -9,16 +9,13 @@ Revises: 0008
 Create Date: 2026-12-03
 """
 
-from pathlib import Path
-
 from alembic import op
+from service.eventlog.sql import load_sql
 
 revision = "0009"
 down_revision = "0008"
 branch_labels = None
 depends_on = None
-
-_SQL = Path(__file__).resolve().parent.parent / "sql"
 
 
 def upgrade() -> None:
@@ -46,7 +43,7 @@ def upgrade() -> None:
         ALTER TABLE rejection_admissions ENABLE ALWAYS TRIGGER rejection_admissions_no_update_or_delete;
         ALTER TABLE rejection_admissions ENABLE ALWAYS TRIGGER rejection_admissions_no_truncate;
     """)
-    op.execute((_SQL / "append_events_v2.sql").read_text())
+    op.execute(load_sql("append_events_v2.sql"))
     # Version 1's signature stays, as version 2 with nothing admitted: a `serve` of the previous release
     # keeps appending until it is restarted on the new code (docs/operations.md, Upgrade).
     op.execute("""

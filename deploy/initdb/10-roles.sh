@@ -3,7 +3,7 @@
 #
 #   INGEST_DB_OWNER          owns the database and its tables: `migrate`, `rebuild`, `events checkpoint`
 #   MIGHTYCALL_SERVICE_ROLE  what `serve` logs in as; `migrate` grants it only what serve needs
-#                            (service/grants.py): it may append to the log, never change it
+#                            (service/database/grants.py): it may append to the log, never change it
 #
 # No `set -u` here: a sourced script shares the entrypoint's shell. ${VAR:?} stops the init instead.
 psql -v ON_ERROR_STOP=1 --no-psqlrc --username "${POSTGRES_USER:-postgres}" --dbname "${POSTGRES_DB:-postgres}" \

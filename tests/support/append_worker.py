@@ -17,7 +17,7 @@ import uuid
 
 import asyncpg
 
-from service.eventlog import Delivery, append
+from service.eventlog.append import Delivery, append
 
 
 def _delivery(org_id: uuid.UUID, rng: random.Random) -> Delivery:

@@ -6,7 +6,7 @@ import datetime as dt
 import hashlib
 import uuid
 
-from service.eventlog import Delivery
+from service.eventlog.append import Delivery
 
 __all__ = ["delivery"]
 

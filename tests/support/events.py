@@ -8,8 +8,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from projections.model import Event, Key, Projection, Row
-from projections.phones import PhoneBook
-from service.payloads import decode
+from service.core.payloads import decode
+from service.core.phones import PhoneBook
 from tests.support.payloads import body_for
 
 __all__ = ["BASE", "NO_PHONES", "ORG", "OTHER_ORG", "event", "fold", "moment"]

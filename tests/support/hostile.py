@@ -17,8 +17,8 @@ import uvicorn
 from litestar.testing import AsyncTestClient
 
 from service.app import create_app
-from service.config import Settings
-from service.server import UVICORN_OPTIONS
+from service.core.config import Settings
+from service.server.serve import UVICORN_OPTIONS
 from tests.support.http import SECOND_SECRET, SECRET
 
 __all__ = [
@@ -86,7 +86,7 @@ async def counts(conn: asyncpg.Connection) -> tuple[int, int]:
 
 @contextlib.asynccontextmanager
 async def served(app: Any, **options: Any) -> AsyncIterator[int]:
-    """`app` behind uvicorn as `serve` runs it (service.server.UVICORN_OPTIONS, `options` overriding),
+    """`app` behind uvicorn as `serve` runs it (service.server.serve.UVICORN_OPTIONS, `options` overriding),
     on a free loopback port, in this event loop. Yields the port."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))

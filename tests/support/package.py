@@ -5,7 +5,7 @@ from __future__ import annotations
 
 __all__ = ["IN_WHEEL", "SOURCES"]
 
-SOURCES = ("pyproject.toml", "README.md", "alembic", "projections", "service")
+SOURCES = ("pyproject.toml", "README.md", "alembic", "projections", "service", "docs/verify_export.py")
 """The build's inputs, and all that the image's build context (.dockerignore) holds."""
 
 IN_WHEEL = {"service": "service", "projections": "projections", "alembic": "service/_migrations"}

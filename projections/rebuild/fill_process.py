@@ -1,0 +1,140 @@
+"""Filling some of a rebuild's shadow tables in a process of its own.
+
+A replay is Python work for most of its time, and Python runs one thread at a time: split over two
+processes, the replays of a rebuild use two cores. The parent writes the job to the child's stdin (so
+the database URL never shows in the process list) and reads one JSON line per batch from its stdout,
+then the outcome. Anything else the child has to say (a traceback, for one) goes to stderr, which is the
+parent's.
+
+    python -m projections.rebuild.fill_process < job.json
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+
+import msgspec
+
+from projections.rebuild.fill import OnBatch, Shadow, fill
+from projections.registry import PROJECTIONS
+from projections.runner import ProjectionFailed
+from service.database.pool import connect
+
+__all__ = ["fill_in_child"]
+
+
+class _ShadowSpec(msgspec.Struct, frozen=True):
+    projection: str
+    table: str
+    deferred_indexes: list[str]
+
+
+class _Job(msgspec.Struct, frozen=True):
+    database_url: str
+    region: str
+    batch_size: int
+    shadows: list[_ShadowSpec]
+
+
+class _Batch(msgspec.Struct, frozen=True, tag="batch"):
+    head: int
+    reached: int
+
+
+class _Filled(msgspec.Struct, frozen=True, tag="filled"):
+    position: int
+
+
+class _Failed(msgspec.Struct, frozen=True, tag="failed"):
+    """An event could not be applied: what ProjectionFailed says, to raise again in the parent."""
+
+    position: int
+    description: str
+
+
+_Message = _Batch | _Filled | _Failed
+_decode_message = msgspec.json.Decoder(_Message).decode
+
+
+async def fill_in_child(
+    database_url: str, shadows: Sequence[Shadow], *, region: str, batch_size: int, on_batch: OnBatch
+) -> int:
+    """fill() for `shadows`, in a child process with connections of its own; returns the position
+    reached. The shadows' projections must be the registered ones: the child knows them by name.
+    Cancelled, it kills the child."""
+    job = _Job(
+        database_url,
+        region,
+        batch_size,
+        [
+            _ShadowSpec(shadow.projection.name, shadow.table, list(shadow.deferred_indexes))
+            for shadow in shadows
+        ],
+    )
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "projections.rebuild.fill_process",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert child.stdin is not None and child.stdout is not None
+    outcome: _Filled | _Failed | None = None
+    try:
+        child.stdin.write(msgspec.json.encode(job))
+        await child.stdin.drain()
+        child.stdin.close()
+        async for line in child.stdout:
+            message = _decode_message(line)
+            if isinstance(message, _Batch):
+                on_batch(message.head, message.reached)
+            else:
+                outcome = message
+        status = await child.wait()
+    finally:
+        if child.returncode is None:
+            child.kill()
+            await child.wait()
+    if isinstance(outcome, _Failed):
+        raise ProjectionFailed(outcome.position, outcome.description)
+    if outcome is None or status != 0:
+        names = ", ".join(shadow.projection.name for shadow in shadows)
+        raise RuntimeError(
+            f"filling {names} failed in a child process (exit status {status}); see its error above"
+        )
+    return outcome.position
+
+
+async def _fill_job(job: _Job) -> _Filled | _Failed:
+    out = sys.stdout.buffer
+
+    def report(head: int, reached: int) -> None:
+        # A few dozen bytes a batch: the pipe never fills while the parent reads.
+        out.write(msgspec.json.encode(_Batch(head, reached)) + b"\n")
+        out.flush()
+
+    shadows = [
+        Shadow(PROJECTIONS[spec.projection], spec.table, spec.deferred_indexes) for spec in job.shadows
+    ]
+    try:
+        async with connect(job.database_url) as writer, connect(job.database_url) as reader:
+            position = await fill(
+                reader, writer, shadows, region=job.region, batch_size=job.batch_size, on_batch=report
+            )
+    except ProjectionFailed as failed:
+        return _Failed(failed.position, failed.description)
+    return _Filled(position)
+
+
+def _main() -> int:
+    job = msgspec.json.decode(sys.stdin.buffer.read(), type=_Job)
+    outcome = asyncio.run(_fill_job(job))
+    sys.stdout.buffer.write(msgspec.json.encode(outcome) + b"\n")
+    sys.stdout.buffer.flush()
+    return 1 if isinstance(outcome, _Failed) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

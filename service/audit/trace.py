@@ -1,0 +1,43 @@
+"""Tracing a projected row back to the events of the log that made it."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import asyncpg
+
+from projections.model import Event
+from projections.registry import PROJECTIONS
+from service.audit.queries import envelope
+from service.core.errors import InvalidQuery
+from service.core.payloads import decode
+
+__all__ = ["TRACEABLE", "trace"]
+
+# table -> the projection that writes it. A row is named by the second column of its natural key
+# (call_id, sms_id, report_id; for recordings the call_id): the first is always org_id.
+TRACEABLE = {projection.table.name: projection for projection in PROJECTIONS.values()}
+
+# Candidates are narrowed in SQL (by external id, which the envelope indexes; a recording names its
+# call only in its body), then confirmed by the projection's own `keys`.
+_CANDIDATES = """
+    SELECT id, received_at, kind, event_type, org_id, external_id, body, body_sha256, request_id,
+           admitted_from
+    FROM event_log
+    WHERE org_id = $1 AND kind = ANY($2::text[])
+      AND (external_id = $3
+           OR (kind = 'recordings' AND convert_from(body, 'UTF8')::jsonb ->> 'call_id' = $3))
+    ORDER BY id
+"""
+
+
+async def trace(conn: asyncpg.Connection, table: str, key: str, org_id: UUID) -> list[dict[str, object]]:
+    projection = TRACEABLE.get(table)
+    if projection is None:
+        raise InvalidQuery(f"`table` must be one of {', '.join(TRACEABLE)}")
+    events = []
+    for row in await conn.fetch(_CANDIDATES, org_id, list(projection.kinds), key):
+        event = Event(row["id"], row["kind"], row["org_id"], decode(row["kind"], bytes(row["body"])))
+        if any(touched[1] == key for touched in projection.keys(event)):
+            events.append(envelope(row))
+    return events

@@ -1,0 +1,1 @@
+"""The audit UI: server-rendered pages for auditors."""

@@ -1,0 +1,1 @@
+"""The database: the pool and its error translation, migrations, grants, the embedded PostgreSQL."""

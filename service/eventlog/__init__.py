@@ -1,0 +1,1 @@
+"""The event log: append (the only writer), group commit, the hash chain, verification."""

@@ -1,0 +1,1 @@
+"""Ingestion: organizations, rejections, reference data (phone numbers)."""

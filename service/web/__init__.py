@@ -1,0 +1,1 @@
+"""The web layer: litestar adapters for webhooks, auth, request ids, health, metrics."""

@@ -1,0 +1,140 @@
+"""A rebuild's replays split over processes: which projections go together, a group filled early
+catching up before its swap, and a child process never outliving the rebuild that started it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import psutil
+import pytest
+
+from projections.rebuild.fill import SWAP_BACKLOG, Shadow
+from projections.rebuild.fill_process import fill_in_child
+from projections.rebuild.lock import holding_rebuild_locks
+from projections.rebuild.rebuild import _groups, _swap_in, build_shadow, rebuild_many
+from projections.registry import PROJECTIONS
+from projections.runner import head_position
+from service.database.pool import create_pool
+from tests.support.payloads import SEED
+from tests.support.projecting import REGION, append_payloads, catch_up, table_rows
+
+
+def _names(groups: list[list[Shadow]]) -> list[list[str]]:
+    return [[shadow.projection.name for shadow in group] for group in groups]
+
+
+def test_projections_that_read_the_same_kinds_share_a_replay_and_the_others_have_their_own():
+    shadows = [Shadow(projection, f"{projection.name}_shadow", []) for projection in PROJECTIONS.values()]
+
+    # Recordings read call events too: one replay reads them for both. The biggest group comes first.
+    assert _names(_groups(shadows)) == [["calls", "recordings"], ["sms"], ["reports"]]
+    assert _names(_groups(shadows[::-1])) == [["recordings", "calls"], ["reports"], ["sms"]]
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+async def test_each_replay_reports_its_start_when_a_process_takes_it_up(db_url, conn, org_id, processes):
+    await append_payloads(conn, org_id, [("sms", {**SEED["sms"], "sms_id": f"sms-{n}"}) for n in range(25)])
+    head = await head_position(conn)
+    reports: list[tuple[str, int, int]] = []
+
+    await rebuild_many(
+        db_url,
+        [PROJECTIONS["sms"], PROJECTIONS["reports"], PROJECTIONS["calls"]],
+        region=REGION,
+        batch_size=10,
+        progress=lambda names, position, reached_head: reports.append((names, position, reached_head)),
+        processes=processes,
+    )
+
+    # Each replay reports its start, at 0 of the head, before its first batch; its last report is the head.
+    starts = [names for names, position, _ in reports if position == 0]
+    assert sorted(starts) == ["calls", "reports", "sms"]
+    for names in starts:
+        mine = [(position, reached_head) for n, position, reached_head in reports if n == names]
+        assert mine[0] == (0, head) and mine[-1] == (head, head)
+    if processes == 1:
+        # One after the other: each starts once the one before has reached the head.
+        started_and_ended = [n for n, position, _ in reports if position in (0, head)][:6]
+        assert started_and_ended == ["sms"] * 2 + ["reports"] * 2 + ["calls"] * 2
+
+
+def _is_filling(process: psutil.Process) -> bool:
+    try:
+        return "projections.rebuild.fill_process" in process.cmdline()
+    except psutil.NoSuchProcess:
+        return False
+
+
+async def test_a_cancelled_rebuild_kills_its_child_process_and_leaves_the_live_tables(db_url, conn, org_id):
+    await append_payloads(conn, org_id, [("sms", {**SEED["sms"], "sms_id": f"sms-{n}"}) for n in range(400)])
+    before = await table_rows(conn, "mightycall_sms_messages")
+    here = psutil.Process()
+    # One event a batch: the child is far from done when it is seen.
+    rebuilding = asyncio.create_task(
+        rebuild_many(db_url, PROJECTIONS.values(), region=REGION, batch_size=1, processes=2)
+    )
+    children: list[psutil.Process] = []
+    for _ in range(1000):
+        children = [child for child in here.children() if _is_filling(child)]
+        if children or rebuilding.done():
+            break
+        await asyncio.sleep(0.01)
+    assert len(children) == 1
+
+    rebuilding.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await rebuilding
+
+    assert not children[0].is_running()
+    assert await table_rows(conn, "mightycall_sms_messages") == before
+
+
+async def test_a_part_filled_long_before_the_head_catches_up_and_swaps_in_every_event(db_url, conn, org_id):
+    def sms(n: int) -> tuple[str, dict]:
+        return ("sms", {**SEED["sms"], "sms_id": f"sms-{n}", "status": str(n)})
+
+    await append_payloads(conn, org_id, [sms(n) for n in range(50)])
+    projection = PROJECTIONS["sms"]
+    table, position = await build_shadow(conn, projection, region=REGION, batch_size=10, progress=None)
+    # While the other parts were still being filled, the log moved on by more than a swap applies.
+    await append_payloads(conn, org_id, [sms(n) for n in range(50, 50 + 2 * SWAP_BACKLOG)])
+    head = await head_position(conn)
+
+    async with holding_rebuild_locks(db_url, ["sms"]) as lock:
+        swapped = await _swap_in(
+            conn,
+            Shadow(projection, table, []),
+            position,
+            lock_holder=lock.get_server_pid(),
+            region=REGION,
+            batch_size=300,
+            progress=None,
+        )
+
+    assert (position, swapped) == (50, head)
+    rebuilt = await table_rows(conn, "mightycall_sms_messages")
+    pool = await create_pool(db_url)
+    try:
+        await conn.execute("TRUNCATE mightycall_sms_messages")
+        await conn.execute("UPDATE projection_checkpoints SET position = 0 WHERE name = 'sms'")
+        await catch_up(pool, projections=[projection])
+    finally:
+        await pool.close()
+    assert rebuilt == await table_rows(conn, "mightycall_sms_messages")
+    assert len(rebuilt) == head
+
+
+async def test_a_child_that_dies_of_anything_else_is_an_error_naming_what_it_was_filling(
+    db_url, conn, org_id, capfd
+):
+    await append_payloads(conn, org_id, [("sms", SEED["sms"])])
+    # A table that does not exist: the child's first write fails with an error of the database's.
+    missing = Shadow(PROJECTIONS["sms"], "no_such_table__rebuild", [])
+
+    with pytest.raises(RuntimeError, match=r"^filling sms failed in a child process \(exit status 1\)"):
+        await fill_in_child(
+            db_url, [missing], region=REGION, batch_size=10, on_batch=lambda head, reached: None
+        )
+
+    # Its traceback went to the parent's standard error, where the message points.
+    assert "no_such_table__rebuild" in capfd.readouterr().err
