@@ -178,7 +178,7 @@ async def write_events(
             # `through` is the last event applied; a checkpoint below it after a crash means the batch was
             # cut off before its commit.
             fields = {"projection": projection.name, "table": table_name, "through": events[-1].id}
-            _log.debug("projector rows written", extra={"fields": {**fields, "rows": len(changed)}})
+            _log.debug("projector rows written", extra={"fields": fields})
 
 
 async def step(pool: asyncpg.Pool, projection: Projection, *, limit: int, region: str) -> bool:
