@@ -4,8 +4,8 @@ cancels the waiting statement (the error `statement_timeout` raises) or times ou
 lock is released the same bytes are accepted: the service stayed up.
 
 Only the statement under test is given up on: `lock_timeout` is set on the append function alone, and a
-statement is cancelled only once it is seen waiting on this test's lock. A timeout set on the whole
-database also cut short, on a busy machine, the requests that must succeed.
+statement is cancelled only once it is seen waiting on this test's lock. (A timeout set on the whole
+database would also cut short, on a busy machine, the requests that must succeed.)
 
 `service/db.py` bounds each command at 10 s on the client side (asyncio.TimeoutError, already a 503);
 these are the server's own errors, query-cancelled and lock-not-available.
