@@ -179,9 +179,16 @@ async def write_events(
         for number in mentioned_numbers(projection, events, rows.values())
     ]
     phones = await load_phone_book(conn, region, mentioned)
-    for projection, table_name, _, touched, rows in loaded:
+    for projection, table_name, events, touched, rows in loaded:
         changed = apply_events(projection, touched, rows, phones)
         await upsert_rows(conn, projection.table, table_name, list(changed.values()))
+        if events and _log.isEnabledFor(logging.DEBUG):
+            # Part of a batch written, nothing committed: tests/system/test_projector_crash.py kills on
+            # this line.
+            # `through` is the last event applied; a checkpoint below it after a crash means the batch was
+            # cut off before its commit.
+            fields = {"projection": projection.name, "table": table_name, "through": events[-1].id}
+            _log.debug("projector rows written", extra={"fields": fields})
 
 
 async def step(pool: asyncpg.Pool, projection: Projection, *, limit: int, region: str) -> bool:

@@ -1,16 +1,26 @@
-"""An append the database gives up on: another session holds the log's head lock, and the service's
-sessions have a short `statement_timeout` (or `lock_timeout`) set on the database. The delivery gets a
-clean 503 with Retry-After, nothing is half-written, and once the lock is released the same bytes are
-accepted: the service stayed up.
+"""An append the database gives up on: another session holds the log's head lock, and the database
+cancels the waiting statement (the error `statement_timeout` raises) or times out its wait for the lock
+(`lock_timeout`). The delivery gets a clean 503 with Retry-After, nothing is half-written, and once the
+lock is released the same bytes are accepted: the service stayed up.
 
-`service/database/pool.py` bounds each command at 10 s on the client side (asyncio.TimeoutError, already a
-503); these are the server's own timeouts, which arrive as query-cancelled and lock-not-available errors.
+Only the statement under test is given up on: `lock_timeout` is set on the append function alone, and a
+statement is cancelled only once it is seen waiting on this test's lock. (A timeout set on the whole
+database would also cut short, on a busy machine, the requests that must succeed.)
+
+`service/database/pool.py` bounds each command at 10 s on the client side (asyncio.TimeoutError,
+already a 503);
+these are the server's own errors, query-cancelled and lock-not-available.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
+import threading
+from collections.abc import Iterator
 
+import asyncpg
 import pytest
 from litestar.testing import AsyncTestClient
 
@@ -23,16 +33,51 @@ from tests.support.deliveries import delivery
 from tests.support.http import bearer
 from tests.support.payloads import PATHS, body_for
 
-TIMEOUT = "200ms"
+LOCK_TIMEOUT = "200ms"
 CONCURRENT = 5
-# A guard against hanging, not a measurement: each attempt is cancelled by the server after TIMEOUT.
+# A guard against hanging, not a measurement: each attempt is given up on by the server.
 NO_HANG_S = 20
 
+_BLOCKED_BY = """
+    SELECT pid FROM pg_stat_activity
+    WHERE datname = current_database() AND $1 = ANY(pg_blocking_pids(pid))
+"""
 
-async def _time_out_new_sessions(conn, setting: str) -> None:
-    """From now on the database's sessions (the app's pool, not `conn`) give up after TIMEOUT."""
-    database = await conn.fetchval("SELECT current_database()")
-    await conn.execute(f"ALTER DATABASE \"{database}\" SET {setting} = '{TIMEOUT}'")
+
+async def _time_out_appends(conn) -> None:
+    """From now on an append waits at most LOCK_TIMEOUT for a lock; no other statement is affected."""
+    await conn.execute(f"ALTER FUNCTION append_events SET lock_timeout = '{LOCK_TIMEOUT}'")
+
+
+@contextlib.contextmanager
+def _cancelling_what_waits_on(db_url: str, holder: asyncpg.Connection) -> Iterator[list[int]]:
+    """While inside, every statement blocked by the session `holder` is cancelled by the server, with the
+    error statement_timeout raises (57014). Yields the pids cancelled so far.
+
+    The watcher runs in a thread with a loop of its own: the test client runs each request to its end
+    without giving the test's loop a turn."""
+    holder_pid = holder.get_server_pid()
+    cancelled: list[int] = []
+    stop = threading.Event()
+
+    async def cancel() -> None:
+        watcher = await asyncpg.connect(db_url)
+        try:
+            while not stop.is_set():
+                for row in await watcher.fetch(_BLOCKED_BY, holder_pid):
+                    if await watcher.fetchval("SELECT pg_cancel_backend($1)", row["pid"]):
+                        cancelled.append(row["pid"])
+                await asyncio.sleep(0.01)
+        finally:
+            await watcher.close()
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as thread:
+        watching = thread.submit(asyncio.run, cancel())
+        try:
+            yield cancelled
+        finally:
+            stop.set()
+            watching.result(NO_HANG_S)  # raises what the watcher raised
 
 
 async def _head(conn) -> tuple[int, bytes]:
@@ -50,11 +95,12 @@ class CountingAppender(Appender):
         return await super()._append(deliveries)
 
 
-@pytest.mark.parametrize("setting", ["statement_timeout", "lock_timeout"])
+@pytest.mark.parametrize("given_up_by", ["cancel", "lock_timeout"])
 async def test_append_timed_out_by_the_database_is_a_clean_503_and_the_next_succeeds(
-    settings, db_url, conn, org_id, setting
+    settings, db_url, conn, org_id, given_up_by
 ):
-    await _time_out_new_sessions(conn, setting)
+    if given_up_by == "lock_timeout":
+        await _time_out_appends(conn)
 
     async with AsyncTestClient(app=create_app(settings, db_url)) as client:
         first = await client.post(PATHS["calls"], content=body_for("calls", org_id), headers=bearer())
@@ -67,15 +113,22 @@ async def test_append_timed_out_by_the_database_is_a_clean_503_and_the_next_succ
         ]
         async with conn.transaction():
             await conn.execute("SELECT 1 FROM event_log_head FOR UPDATE")
-            during = await asyncio.wait_for(
-                asyncio.gather(
-                    *(
-                        client.post(PATHS[kind], content=body, headers=bearer())
-                        for kind, body in zip(kinds, bodies, strict=True)
-                    )
-                ),
-                NO_HANG_S,
+            cancelling = (
+                _cancelling_what_waits_on(db_url, conn)
+                if given_up_by == "cancel"
+                else contextlib.nullcontext([])
             )
+            with cancelling as cancelled:
+                during = await asyncio.wait_for(
+                    asyncio.gather(
+                        *(
+                            client.post(PATHS[kind], content=body, headers=bearer())
+                            for kind, body in zip(kinds, bodies, strict=True)
+                        )
+                    ),
+                    NO_HANG_S,
+                )
+            assert bool(cancelled) == (given_up_by == "cancel")
             # Nothing was written while the appends waited and gave up.
             assert await _head(conn) == before
             assert await conn.fetchval("SELECT count(*) FROM event_log") == 1
@@ -108,7 +161,7 @@ async def test_a_batch_the_database_gives_up_on_is_refused_at_once_not_one_deliv
     # that delivery's fault, and retrying BATCH deliveries alone would wait out BATCH more timeouts while
     # every other request queues behind them.
     batch = 20
-    await _time_out_new_sessions(conn, "lock_timeout")
+    await _time_out_appends(conn)
     pool = await create_pool(db_url)
     appender = CountingAppender(pool)
     appender.start()
@@ -133,13 +186,14 @@ async def test_a_batch_the_database_gives_up_on_is_refused_at_once_not_one_deliv
 async def test_a_lookup_the_database_gives_up_on_is_a_clean_503_too(settings, db_url, conn, org_id):
     # Not only the append: the organization lookup before it times out the same way when a migration,
     # say, holds the table.
-    await _time_out_new_sessions(conn, "statement_timeout")
     async with AsyncTestClient(app=create_app(settings, db_url)) as client:
         async with conn.transaction():
             await conn.execute("LOCK TABLE organizations IN ACCESS EXCLUSIVE MODE")
-            response = await asyncio.wait_for(
-                client.post(PATHS["sms"], content=body_for("sms", org_id), headers=bearer()), NO_HANG_S
-            )
+            with _cancelling_what_waits_on(db_url, conn) as cancelled:
+                response = await asyncio.wait_for(
+                    client.post(PATHS["sms"], content=body_for("sms", org_id), headers=bearer()), NO_HANG_S
+                )
+            assert cancelled
         assert response.status_code == 503, response.text
         assert response.json()["error"] == "database_unavailable"
         assert "Traceback" not in response.text

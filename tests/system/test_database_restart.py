@@ -1,9 +1,11 @@
 """PostgreSQL itself stopped under load and started again, with the real `serve` running throughout.
 
 WORKERS clients post distinct webhooks of all four kinds and keep a ledger (tests/support/ledger.py).
-After a moment of load the test stops PostgreSQL (`pg_ctl stop -m fast`: every session is cut), keeps
-the load on for OUTAGE_S, starts PostgreSQL again and keeps the load on until the same serve process
-says it is ready. Then every delivery without a 2xx is sent again until it has one. Checked:
+Once the load is acknowledged the test stops PostgreSQL (`pg_ctl stop -m fast`: every session is cut),
+keeps the load on until OUTAGE_ANSWERS deliveries sent during the outage have their answers, starts PostgreSQL
+again, keeps the load on until the same serve process says it is ready and has acknowledged WORKERS more,
+and then every delivery without a 2xx is sent again until it has one. Each wait is for a condition, so
+a loaded machine makes the test longer, never wrong. Checked:
 
 - while PostgreSQL was down every request got an answer, a clean 503 with Retry-After: no 500, no
   hang (the client's timeout is a guard, never reached), no connection refused; `/ready` said 503;
@@ -28,10 +30,11 @@ from service.database import migrations
 from service.database.embedded import embedded_server
 from service.eventlog.verify import verify_log
 from tests.support.ledger import Ledger, free_port, ledger_mismatches, start_serve, wait_until_healthy
+from tests.support.waiting import wait_until
 
 WORKERS = 16
-LOAD_BEFORE_S = 1.0
-OUTAGE_S = 3.0
+OUTAGE_ANSWERS = 4 * WORKERS  # every client refused a few times over
+WITHIN_S = 60  # a guard against hanging for each wait below, never a measurement
 READY_WITHIN_S = 30  # a guard against hanging; the service retries its connections every few seconds
 CLIENT_TIMEOUT_S = 20  # a guard: the service bounds every database wait well below this
 
@@ -77,11 +80,15 @@ async def test_postgres_stopped_under_load_is_503_then_serve_recovers_by_itself(
         try:
             await wait_until_healthy(client, serve)
             workers = [asyncio.create_task(_load(client, ledger, stop)) for _ in range(WORKERS)]
-            await asyncio.sleep(LOAD_BEFORE_S)
+            await wait_until(lambda: len(ledger.acknowledged()) >= WORKERS, "load before", within_s=WITHIN_S)
 
             await asyncio.to_thread(pg_ctl, stop_postgres, pgdata=server.pgdata, user=server.system_user)
             down_from = len(ledger.entries)
-            await asyncio.sleep(OUTAGE_S)
+            await wait_until(
+                lambda: sum(bool(e.answers) for e in ledger.entries[down_from:]) >= OUTAGE_ANSWERS,
+                "answers during the outage",
+                within_s=WITHIN_S,
+            )
             ready_while_down = await _ready(client)
             down_to = len(ledger.entries)
             waiting = {entry.n for entry in ledger.entries if entry.in_flight}
@@ -93,7 +100,11 @@ async def test_postgres_stopped_under_load_is_503_then_serve_recovers_by_itself(
                 await asyncio.sleep(0.1)
             ready_after = await _ready(client)
             accepted_before_recovery = len(ledger.acknowledged())
-            await asyncio.sleep(LOAD_BEFORE_S)
+            await wait_until(
+                lambda: len(ledger.acknowledged()) >= accepted_before_recovery + WORKERS,
+                "load accepted again",
+                within_s=WITHIN_S,
+            )
             stop.set()
             await asyncio.gather(*workers)
 

@@ -31,6 +31,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import asyncpg
 import httpx
 import pytest
+import yaml
 
 from service.app import create_app
 from service.cli import _parser
@@ -43,8 +44,6 @@ from tests.support.http import SECRET, bearer
 from tests.support.ledger import free_port
 from tests.support.package import SOURCES
 from tests.support.payloads import PATHS, body_for
-
-yaml = pytest.importorskip("yaml")
 
 DEPLOY = ROOT / "deploy"
 DOCKERFILE = ROOT / "Dockerfile"

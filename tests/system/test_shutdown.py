@@ -1,8 +1,9 @@
 """`mightycall-ingest serve` stopped with SIGTERM under load: a graceful shutdown.
 
 WORKERS concurrent clients post distinct webhooks of all four kinds to the real command, one attempt
-each, and keep a ledger (tests/support/ledger.py) of the exact bytes and the answer. After a second or
-two of load the test sends SIGTERM to serve and the clients keep posting until it has exited. Then:
+each, and keep a ledger (tests/support/ledger.py) of the exact bytes and the answer. Once more than
+WORKERS deliveries have been acknowledged the test sends SIGTERM to serve and the clients keep posting
+until it has exited. Then:
 
 - it exited 0 within the timeout, without a traceback, and nothing of it is still connected to the
   database (its projector child included);
@@ -31,9 +32,10 @@ from tests.support.ledger import (
     start_serve,
     wait_until_healthy,
 )
+from tests.support.waiting import wait_until
 
 WORKERS = 24
-LOAD_S = 1.5
+LOAD_WITHIN_S = 60  # a guard: serve is healthy, so the first acknowledgements come at once
 SHUTDOWN_TIMEOUT_S = 30  # uvicorn's graceful timeout is 15 s, the projector's stop as long again at most
 REFUSED_PAUSE_S = 0.02
 
@@ -61,7 +63,10 @@ async def test_sigterm_under_load_finishes_what_it_answers_and_exits_cleanly(
             await wait_until_healthy(client, serve)
             projectors = psutil.Process(serve.pid).children()
             workers = [asyncio.create_task(_deliver_once_each(client, ledger, stop)) for _ in range(WORKERS)]
-            await asyncio.sleep(LOAD_S)
+            # Load to shut down under, as the assertions below ask: more acknowledged than there are clients.
+            await wait_until(
+                lambda: len(ledger.acknowledged()) > WORKERS, "load acknowledged", within_s=LOAD_WITHIN_S
+            )
             in_flight = [entry for entry in ledger.entries if entry.in_flight]
             sent_term_at = loop.time()
             serve.send_signal(signal.SIGTERM)

@@ -36,6 +36,13 @@ async def head(conn: asyncpg.Connection) -> bytes:
     return bytes(await conn.fetchval("SELECT hash FROM event_log_head"))
 
 
+async def known_good(conn: asyncpg.Connection) -> dict[str, object]:
+    """The answer the SPEC gives for this untouched log, written out rather than computed by verify_log:
+    ok, at the last of the EVENTS appended, with the hash the log holds for it."""
+    last = bytes(await conn.fetchval("SELECT hash FROM event_log WHERE id = $1", EVENTS))
+    return {"ok": True, "head": {"id": EVENTS, "hash": last.hex()}, "failure": None}
+
+
 def verified(head_hash: bytes, *, checkpoints: int, by: str) -> dict[str, object]:
     return {
         "ok": True,
@@ -61,6 +68,7 @@ async def test_the_shell_records_what_it_verified(db_url, conn, log, tmp_path):
     code, out, err = await run_cli(db_url, "events", "verify", "--checkpoint", str(kept))
 
     assert (code, err) == (0, "")
+    assert json.loads(out) == await known_good(conn)
     assert json.loads(out) == (await verify_log(conn)).as_json()
     # The kept checkpoint and its copy in audit_checkpoints.
     assert await recorded(conn) == [verified(await head(conn), checkpoints=2, by="cli")]
@@ -73,8 +81,36 @@ async def test_the_audit_api_records_what_it_verified(settings, db_url, conn, or
         response = await client.get("/audit/verify", headers={"Authorization": f"Bearer {ALL_TOKEN}"})
 
     assert response.status_code == 200
+    assert response.json() == await known_good(conn)
     assert response.json() == (await verify_log(conn)).as_json()
     assert await recorded(conn) == [verified(await head(conn), checkpoints=0, by="api")]
+
+
+TAMPERED = 3
+
+
+async def test_a_known_tamper_is_answered_and_recorded_at_its_event(settings, db_url, conn, org_id, log):
+    # Event 3's body gains a byte behind the append-only trigger, as only a superuser could: its sha256
+    # no longer matches, so event 3 is the first to fail, whatever the code under test computes.
+    await conn.execute("ALTER TABLE event_log DISABLE TRIGGER USER")
+    await conn.execute("UPDATE event_log SET body = body || '\\x20'::bytea WHERE id = $1", TAMPERED)
+    await conn.execute("ALTER TABLE event_log ENABLE ALWAYS TRIGGER event_log_no_update_or_delete")
+    await conn.execute("ALTER TABLE event_log ENABLE ALWAYS TRIGGER event_log_no_truncate")
+
+    code, out, err = await run_cli(db_url, "events", "verify")
+    async with audited_client(settings, db_url, org_id) as client:
+        response = await client.get("/audit/verify", headers={"Authorization": f"Bearer {ALL_TOKEN}"})
+
+    assert (code, out) == (1, b"")
+    assert f"verification failed at event {TAMPERED}:" in err
+    assert response.status_code == 200
+    answer = response.json()
+    assert (answer["ok"], answer["head"]["id"], answer["failure"]["id"]) == (False, EVENTS, TAMPERED)
+    rows = await recorded(conn)
+    assert [(r["ok"], r["head_position"], r["failure_position"], r["by"]) for r in rows] == [
+        (False, EVENTS, TAMPERED, "cli"),
+        (False, EVENTS, TAMPERED, "api"),
+    ]
 
 
 @pytest.mark.parametrize(
