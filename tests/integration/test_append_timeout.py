@@ -46,7 +46,11 @@ _BLOCKED_BY = """
 
 async def _time_out_appends(conn) -> None:
     """From now on an append waits at most LOCK_TIMEOUT for a lock; no other statement is affected."""
-    await conn.execute(f"ALTER FUNCTION append_events SET lock_timeout = '{LOCK_TIMEOUT}'")
+    # The service calls version 2 (eleven arrays); version 1's signature is a wrapper around it.
+    await conn.execute(
+        "ALTER FUNCTION append_events(timestamptz[], text[], text[], uuid[], text[], text[], bytea[],"
+        f" bytea[], text[], bytea[], bigint[]) SET lock_timeout = '{LOCK_TIMEOUT}'"
+    )
 
 
 @contextlib.contextmanager
