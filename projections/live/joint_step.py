@@ -2,10 +2,10 @@
 
 Stepping each projection on its own (runner.step) costs some ten round trips to PostgreSQL per
 projection per batch, most of them the same for all four: begin, lock, head, read, checkpoint,
-commit. Under load the live projector batches every few tens of milliseconds, and py-spy showed its
-process mostly sending and receiving those round trips. Here the batch is read and decoded once, and
-each projection adds only its own rows' lookup and write: side by side at full ingest load, the
-projector took 0.18 of a core instead of 0.27, and PostgreSQL 0.41-0.60 instead of 0.66-0.79.
+commit. Under load the live projector batches every few tens of milliseconds, and its process was
+found mostly sending and receiving those round trips. Here the batch is read and decoded once, and
+each projection adds only its own rows' lookup and write, which took a third off the projector's CPU
+and more off PostgreSQL's at full ingest load (docs/performance.md).
 
 The checkpoint rows are locked as runner.step locks one, so either may run beside the other, or
 beside a rebuild's swap: a row someone else holds is skipped (SKIP LOCKED), its projection left for

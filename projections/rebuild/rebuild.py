@@ -45,10 +45,9 @@ SHADOW_SUFFIX = "__rebuild"
 _REPLACED_SUFFIX = "__replaced"
 
 DEFAULT_BATCH_SIZE = 6_000
-"""Events per batch of each replay: fewer round trips per event, against memory. A rebuild of all four
-projections runs two replay processes here; on a log of 1M events the two together peaked at 160 MB
-with 6,000 (42k events/s), 178 MB with 8,000 (47k/s) and 280 MB with 20,000. `make bench`, whose log
-holds more distinct keys, saw 196-200 MB with 8,000: too close to the 200 MB the rebuild is held to."""
+"""Events per batch of each replay: fewer round trips per event, against memory. Chosen so that a
+rebuild of all four projections in two processes stays under the 200 MB it is held to on `make bench`'s
+log with room to spare; a larger batch was faster and too close to that bound (docs/performance.md)."""
 
 Progress = Callable[[str, int, int], None]
 """Called with (projection names, position reached, head position) after each batch."""

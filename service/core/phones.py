@@ -15,7 +15,7 @@ import phonenumbers
 __all__ = ["PhoneBook", "to_e164"]
 
 
-# Parsing a number costs ~20 µs and the same few numbers recur in every batch; the function is pure,
+# Parsing a number is slow next to a lookup and the same few numbers recur in every batch; it is pure,
 # so a bounded cache changes nothing but the time.
 @functools.lru_cache(maxsize=65_536)
 def to_e164(raw: str | None, default_region: str) -> str | None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from service.core.config import ConfigError
 
 # alembic and SQLAlchemy are imported where they are used: every command line imports this module,
-# and the two of them are half the memory of `rebuild`'s process (25 MB of its 55 before it starts).
+# and the two of them are half the memory `rebuild`'s process holds before it starts.
 if TYPE_CHECKING:
     from alembic.config import Config
     from sqlalchemy.engine import Connection

@@ -2,7 +2,7 @@
 
 uvicorn writes a response's head and its body to the socket separately. On a connection each write
 is a system call and a TCP segment, and with loopback or a nearby load balancer the call also does the
-receiving side's work: py-spy put the two writes at a quarter of the web process's time under load.
+receiving side's work, a large share of the web process's time under load (docs/performance.md).
 Writes made in one turn of the event loop are joined and sent once at the end of that turn, so a head
 and the body sent right after it leave together, and a response streamed in parts still leaves as
 soon as each part is written.

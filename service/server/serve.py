@@ -41,7 +41,7 @@ def serve(settings: Settings, database_url: str, *, host: str, port: int) -> Non
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, lambda *_: None)
     # The app's own objects live as long as the process: frozen, the collector stops walking them on
-    # every full collection (py-spy showed gc at ~6 % of the web process under load).
+    # every full collection, a visible share of the web process's time under load.
     gc.freeze()
     with projector_process(database_url) if settings.run_projector else contextlib.nullcontext():
         _run(app, host, port)
