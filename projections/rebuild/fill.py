@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 
 import asyncpg
 
@@ -27,7 +26,7 @@ fill catches up until at most this many events are left for it."""
 _INDEX_BUILD_TIMEOUT_S = 3600.0
 
 OnBatch = Callable[[int, int], None]
-"""Called with (head position, position reached) after each batch."""
+"""Called with (position reached, head position) after each batch: the order of rebuild.Progress."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +57,10 @@ async def fill(
     )
     position = 0
     indexed = False
+
+    def reporting(head: int) -> Callable[[int], None] | None:
+        return None if on_batch is None else lambda reached: on_batch(reached, head)
+
     while True:
         head = await head_position(writer)
         if indexed and head - position <= min(batch_size, SWAP_BACKLOG):
@@ -67,7 +70,7 @@ async def fill(
             writer,
             after=position,
             upto=head,
-            progress=None if on_batch is None else partial(on_batch, head),
+            progress=reporting(head),
         )
         if not indexed:
             for shadow in shadows:

@@ -25,7 +25,9 @@ from service.database.pool import connect
 __all__ = ["fill_in_child"]
 
 
-class _ShadowSpec(msgspec.Struct, frozen=True):
+class _ShadowByName(msgspec.Struct, frozen=True):
+    """A Shadow as the child process is sent it: its projection by name (functions do not travel)."""
+
     projection: str
     table: str
     deferred_indexes: list[str]
@@ -35,7 +37,7 @@ class _Job(msgspec.Struct, frozen=True):
     database_url: str
     region: str
     batch_size: int
-    shadows: list[_ShadowSpec]
+    shadows: list[_ShadowByName]
 
 
 class _Batch(msgspec.Struct, frozen=True, tag="batch"):
@@ -69,7 +71,7 @@ async def fill_in_child(
         region,
         batch_size,
         [
-            _ShadowSpec(shadow.projection.name, shadow.table, list(shadow.deferred_indexes))
+            _ShadowByName(shadow.projection.name, shadow.table, list(shadow.deferred_indexes))
             for shadow in shadows
         ],
     )
@@ -89,7 +91,7 @@ async def fill_in_child(
         async for line in child.stdout:
             message = _decode_message(line)
             if isinstance(message, _Batch):
-                on_batch(message.head, message.reached)
+                on_batch(message.reached, message.head)
             else:
                 outcome = message
         status = await child.wait()
@@ -110,7 +112,7 @@ async def fill_in_child(
 async def _fill_job(job: _Job) -> _Filled | _Failed:
     out = sys.stdout.buffer
 
-    def report(head: int, reached: int) -> None:
+    def report(reached: int, head: int) -> None:
         # A few dozen bytes a batch: the pipe never fills while the parent reads.
         out.write(msgspec.json.encode(_Batch(head, reached)) + b"\n")
         out.flush()

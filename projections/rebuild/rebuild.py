@@ -114,7 +114,7 @@ class _Report:
         if self._progress is not None:
             self._progress(self._names, 0, head)
 
-    def __call__(self, head: int, reached: int) -> None:
+    def __call__(self, reached: int, head: int) -> None:
         now = time.perf_counter()
         _log.info(
             "rebuild batch",
@@ -146,7 +146,7 @@ async def build_shadow(
     Returns the shadow's name and the position it reached."""
     shadow = await _create_shadow(conn, projection)
 
-    def on_batch(head: int, reached: int) -> None:
+    def on_batch(reached: int, head: int) -> None:
         if progress is not None:
             progress(projection.name, reached, head)
 

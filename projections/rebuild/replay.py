@@ -52,7 +52,9 @@ each in memory); a bigger one is looked up batch by batch, as the live projector
 
 
 @dataclass
-class _Shadow:
+class _ReplayedTable:
+    """What a replay keeps in memory for one Shadow (rebuild/fill.py) it fills."""
+
     projection: Projection
     table_name: str
     seen: Bloom
@@ -75,7 +77,7 @@ class _Shadow:
 class _Work:
     """One projection's share of one batch."""
 
-    shadow: _Shadow
+    shadow: _ReplayedTable
     events: list[Event]
     touched: list[tuple[Event, list[Key]]]
     rows: dict[Key, Row]
@@ -86,7 +88,7 @@ class _Work:
 
 @dataclass
 class _Write:
-    shadow: _Shadow
+    shadow: _ReplayedTable
     new: list[Row]
     changed: list[Row]
 
@@ -103,7 +105,9 @@ class Replay:
         batch_size: int,
         bloom_bytes: int = 4 << 20,
     ) -> None:
-        self._shadows = [_Shadow(projection, name, Bloom(bloom_bytes)) for projection, name in projections]
+        self._shadows = [
+            _ReplayedTable(projection, name, Bloom(bloom_bytes)) for projection, name in projections
+        ]
         self._region = region
         self._batch_size = batch_size
         self._phones: PhoneBook | None = None
@@ -237,7 +241,7 @@ class Replay:
         return writes
 
     @staticmethod
-    def _flush(shadow: _Shadow) -> _Write:
+    def _flush(shadow: _ReplayedTable) -> _Write:
         """Every row not written yet, to write now. The rows are dropped from memory too: the next run
         comes after a pause (an index build, a swap) and finds them in the table."""
         write = _evict(shadow, shadow.pending)
@@ -245,7 +249,7 @@ class Replay:
         return write
 
 
-def _evict(shadow: _Shadow, keys: set[Key]) -> _Write:
+def _evict(shadow: _ReplayedTable, keys: set[Key]) -> _Write:
     carry = shadow.carry
     return _Write(
         shadow,

@@ -29,7 +29,7 @@ from litestar.response import Stream
 from service.audit.export import EXPORT_PAGING, THROUGH_HEADER, export_params, export_through, stream_through
 from service.audit.queries import (
     EventFilter,
-    envelope,
+    event_json,
     export_line,
     get_event,
     list_events,
@@ -190,7 +190,7 @@ class AuditController(Controller):
             row = await get_event(conn, event_id, allowed)
         if row is None:
             raise NotFound(f"no event {event_id}")
-        return envelope(row)
+        return event_json(row)
 
     @get(
         "/events/{event_id:int}/raw",

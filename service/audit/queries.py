@@ -20,7 +20,7 @@ __all__ = [
     "MAX_LIMIT",
     "EventFilter",
     "Page",
-    "envelope",
+    "event_json",
     "export_line",
     "get_event",
     "list_events",
@@ -149,7 +149,8 @@ def _payload(body: bytes) -> Any:
         return None
 
 
-def envelope(row: asyncpg.Record) -> dict[str, Any]:
+def event_json(row: asyncpg.Record) -> dict[str, Any]:
+    """An event as the audit API shows it: the envelope's fields, flat, and the decoded payload."""
     return {
         "id": row["id"],
         "received_at": row["received_at"],
@@ -165,9 +166,9 @@ def envelope(row: asyncpg.Record) -> dict[str, Any]:
 
 
 def export_line(row: asyncpg.Record) -> dict[str, Any]:
-    """An envelope with everything needed to verify it offline: the body and its place in the chain."""
+    """An event with everything needed to verify it offline: the body and its place in the chain."""
     return {
-        **envelope(row),
+        **event_json(row),
         "content_type": row["content_type"],
         "prev_hash": bytes(row["prev_hash"]).hex(),
         "hash": bytes(row["hash"]).hex(),
@@ -181,7 +182,7 @@ async def list_events(conn: asyncpg.Connection, event_filter: EventFilter, *, af
         f"SELECT {_COLUMNS} FROM event_log WHERE {where} ORDER BY id LIMIT {limit + 1}",
         *args,
     )
-    return _page(rows, limit, envelope)
+    return _page(rows, limit, event_json)
 
 
 async def get_event(conn: asyncpg.Connection, event_id: int, scope: UUID | None) -> asyncpg.Record | None:

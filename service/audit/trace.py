@@ -8,7 +8,7 @@ import asyncpg
 
 from projections.model import Event
 from projections.registry import PROJECTIONS
-from service.audit.queries import envelope
+from service.audit.queries import event_json
 from service.core.errors import InvalidQuery
 from service.core.payloads import decode
 
@@ -39,5 +39,5 @@ async def trace(conn: asyncpg.Connection, table: str, key: str, org_id: UUID) ->
     for row in await conn.fetch(_CANDIDATES, org_id, list(projection.kinds), key):
         event = Event(row["id"], row["kind"], row["org_id"], decode(row["kind"], bytes(row["body"])))
         if any(touched[1] == key for touched in projection.keys(event)):
-            events.append(envelope(row))
+            events.append(event_json(row))
     return events

@@ -12,7 +12,7 @@ import msgspec
 from service.audit.queries import (
     MAX_LIMIT,
     EventFilter,
-    envelope,
+    event_json,
     get_event,
     list_events,
 )
@@ -119,7 +119,7 @@ async def run_event_command(args: argparse.Namespace, url: str) -> str | None:
             if args.action == "raw":
                 sys.stdout.buffer.write(bytes(row["body"]))
                 return None
-            return _encode(envelope(row)).decode()
+            return _encode(event_json(row)).decode()
         if args.action == "export":
             await export_command(conn, _filter(args), after=args.after, limit=args.limit)
             return None

@@ -51,13 +51,16 @@ MetricType = Literal[
 ]
 
 
-class _Envelope(Struct, frozen=True, kw_only=True):
+class _PayloadBase(Struct, frozen=True, kw_only=True):
+    """What every payload carries: its event and its organization. (The event log's envelope, what a
+    hash covers, is service/eventlog/chain.py's Envelope.)"""
+
     event: Annotated[str, Meta(min_length=1, max_length=100)]
     org_id: UUID | None = None
     integration_id: UUID | None = None
 
 
-class CallPayload(_Envelope, frozen=True, kw_only=True):
+class CallPayload(_PayloadBase, frozen=True, kw_only=True):
     call_id: Identifier
     phone_number: Identifier
     timestamp: Timestamp
@@ -73,7 +76,7 @@ class CallPayload(_Envelope, frozen=True, kw_only=True):
         return self.call_id
 
 
-class SmsPayload(_Envelope, frozen=True, kw_only=True):
+class SmsPayload(_PayloadBase, frozen=True, kw_only=True):
     sms_id: Identifier
     phone_number: Identifier
     direction: Direction
@@ -88,7 +91,7 @@ class SmsPayload(_Envelope, frozen=True, kw_only=True):
         return self.sms_id
 
 
-class RecordingPayload(_Envelope, frozen=True, kw_only=True):
+class RecordingPayload(_PayloadBase, frozen=True, kw_only=True):
     recording_id: Identifier
     call_id: Identifier
     url: Text
@@ -111,7 +114,7 @@ class Metric(Struct, frozen=True, kw_only=True):
     unit: Text | None = None
 
 
-class ReportPayload(_Envelope, frozen=True, kw_only=True):
+class ReportPayload(_PayloadBase, frozen=True, kw_only=True):
     report_id: Identifier
     report_type: Identifier
     date: dt.date

@@ -133,7 +133,7 @@ async def test_a_child_that_dies_of_anything_else_is_an_error_naming_what_it_was
 
     with pytest.raises(RuntimeError, match=r"^filling sms failed in a child process \(exit status 1\)"):
         await fill_in_child(
-            db_url, [missing], region=REGION, batch_size=10, on_batch=lambda head, reached: None
+            db_url, [missing], region=REGION, batch_size=10, on_batch=lambda reached, head: None
         )
 
     # Its traceback went to the parent's standard error, where the message points.
