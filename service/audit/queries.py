@@ -15,6 +15,7 @@ import msgspec
 
 from service.core.errors import InvalidQuery
 from service.core.payloads import KINDS
+from service.ingest.redrive import IN_LOG
 
 __all__ = [
     "MAX_LIMIT",
@@ -221,7 +222,7 @@ async def list_rejected(
     rows = await conn.fetch(
         f"SELECT {_REJECTED_COLUMNS}"
         f" FROM (SELECT * FROM rejected_deliveries WHERE {where} ORDER BY id LIMIT {limit + 1}) r"
-        " LEFT JOIN event_log l ON r.body IS NOT NULL AND l.kind = r.kind AND l.body_sha256 = sha256(r.body)"
+        f" {IN_LOG}"
         " LEFT JOIN LATERAL (SELECT * FROM rejection_admissions a WHERE a.rejection_id = r.id"
         "                    ORDER BY a.id DESC LIMIT 1) a ON true"
         " ORDER BY r.id",

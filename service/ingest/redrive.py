@@ -23,7 +23,7 @@ from service.eventlog.append import Delivery, append
 from service.ingest.ingestion import RequestFacts, check
 from service.ingest.organizations import OrgResolver
 
-__all__ = ["OUTCOMES", "Admission", "RejectedFilter", "admit", "admit_matching", "list_rejected"]
+__all__ = ["IN_LOG", "OUTCOMES", "Admission", "RejectedFilter", "admit", "admit_matching", "list_rejected"]
 
 _log = logging.getLogger("mightycall.admission")
 
@@ -65,12 +65,15 @@ class RejectedFilter:
         return " AND ".join(conditions) or "true", args
 
 
-_REJECTED = """
+IN_LOG = "LEFT JOIN event_log l ON r.body IS NOT NULL AND l.kind = r.kind AND l.body_sha256 = sha256(r.body)"
+"""Joins a refusal `r` to the event `l` its body is in the log as, if any: admitted, or resent since."""
+
+_REJECTED = f"""
     SELECT r.id, r.received_at, r.kind, r.reason, r.details, r.content_type, r.body_size,
            r.body IS NOT NULL AS body_kept, r.request_id,
            l.id AS in_log_as, l.admitted_from = r.id AS admitted_from_here
     FROM rejected_deliveries r
-    LEFT JOIN event_log l ON r.body IS NOT NULL AND l.kind = r.kind AND l.body_sha256 = sha256(r.body)
+    {IN_LOG}
 """
 
 
