@@ -13,7 +13,14 @@ import asyncpg
 from service.core.errors import DatabaseUnavailable
 from service.database.primary import PrimaryConnection, host_urls, target_session_attrs
 
-__all__ = ["cannot_write_now", "connect", "create_pool", "is_unavailable", "translate_unavailable"]
+__all__ = [
+    "cannot_write_now",
+    "connect",
+    "create_pool",
+    "is_unavailable",
+    "passes",
+    "translate_unavailable",
+]
 
 T = TypeVar("T")
 
@@ -53,14 +60,27 @@ _UNAVAILABLE = (
 
 
 # The database refused a statement for now: a statement_timeout or lock_timeout (another session
-# holding a lock we need), a cancel, or a full disk. Nothing of it was written and a later retry may
-# well succeed, so, like an outage, it is a 503 for the client to retry.
-_CANNOT_WRITE_NOW = (asyncpg.QueryCanceledError, asyncpg.LockNotAvailableError, asyncpg.DiskFullError)
+# holding a lock we need), a cancel, a deadlock or a serialization failure (the other transaction went
+# on), or a full disk. Nothing of it was written and a later retry may well succeed, so, like an outage,
+# it is a 503 for the client to retry, and the live projector retries it (projections/live/retries.py).
+_CANNOT_WRITE_NOW = (
+    asyncpg.QueryCanceledError,
+    asyncpg.LockNotAvailableError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+    asyncpg.DiskFullError,
+)
 
 
 def cannot_write_now(exc: BaseException) -> bool:
     """True when the database refused the statement for a reason that a later retry may not meet."""
     return isinstance(exc, _CANNOT_WRITE_NOW)
+
+
+def passes(exc: BaseException) -> bool:
+    """True when a later retry of the same statement may succeed: the database cannot be reached now, or
+    it refused the statement for now (cannot_write_now)."""
+    return is_unavailable(exc) or cannot_write_now(exc)
 
 
 def is_unavailable(exc: BaseException) -> bool:
@@ -110,7 +130,10 @@ async def _connect_to_primary(url: str, **kwargs: Any) -> asyncpg.Connection:
     raise failure
 
 
-async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+async def create_pool(
+    url: str, *, min_size: int = 2, max_size: int = 10, settings: dict[str, str] | None = None
+) -> asyncpg.Pool:
+    """`settings`: session settings of this pool's connections besides the service's own."""
     pool = await asyncpg.create_pool(
         url,
         connect=_connect_to_primary,
@@ -118,7 +141,7 @@ async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asy
         max_size=max_size,
         timeout=CONNECT_TIMEOUT_S,
         command_timeout=COMMAND_TIMEOUT_S,
-        server_settings=_server_settings(),
+        server_settings={**_server_settings(), **(settings or {})},
         connection_class=PrimaryConnection,
         target_session_attrs=target_session_attrs(url),
     )
