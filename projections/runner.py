@@ -18,6 +18,7 @@ from projections.model import Event, Key, Projection, Row
 from projections.store import load_rows, upsert_rows
 from service.core.payloads import decode
 from service.core.phones import PhoneBook, to_e164
+from service.database.pool import passes
 
 _log = logging.getLogger("mightycall.projector")
 
@@ -157,7 +158,16 @@ async def project_batch(
     records = await fetch_events(conn, projection.kinds, after=after, upto=upto, limit=limit)
     # Fewer than `limit`: every event up to `upto` has been seen, including those of other kinds.
     reached = records[-1]["id"] if len(records) == limit else upto
-    await write_events(conn, [(projection, table_name, [to_event(record) for record in records])], region)
+    events = [to_event(record) for record in records]
+    try:
+        await write_events(conn, [(projection, table_name, events)], region)
+    except Exception as exc:
+        # A batch of one event that the database refuses for good (its rows break a constraint, say) is
+        # that event's failure, at its own position. Anything that may pass is the caller's to retry, and
+        # a statement prepared before a migration is step's to prepare again.
+        if len(events) == 1 and not passes(exc) and not isinstance(exc, asyncpg.InvalidCachedStatementError):
+            raise ProjectionFailed(events[0].id, exc) from exc
+        raise
     return reached
 
 

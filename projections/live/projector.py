@@ -4,6 +4,10 @@ Exactly one runs at a time across any number of processes: the one holding a ses
 on its own connection (not a pooled one: the lock and LISTEN both live and die with that
 connection). The others wait as hot standbys and take over within seconds when it goes away.
 Correctness does not rest on the lock: each batch locks its checkpoint row first (runner.step).
+
+Only an event's own failure (its projection function raising, its rows refused for good) stops a
+projection, at that event. A passing database condition holds it back and this process retries it
+(projections/live/retries.py); an unreachable database makes the leader reconnect.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ from collections.abc import Iterable
 import asyncpg
 
 from projections.live.joint_step import step_together
+from projections.live.retries import Retries
 from projections.model import Projection
 from projections.runner import ProjectionFailed, step
-from service.database.pool import connect, is_unavailable
+from service.database.pool import cannot_write_now, connect, is_unavailable, passes
 from service.eventlog.append import CHANNEL
 
 __all__ = ["LiveProjector"]
@@ -40,6 +45,7 @@ class LiveProjector:
         poll_interval_s: float = 1.0,
         standby_retry_s: float = 2.0,
         gather_s: float = 0.05,
+        retries: Retries | None = None,
     ) -> None:
         self._pool = pool
         self._url = database_url
@@ -50,6 +56,7 @@ class LiveProjector:
         self._standby_retry_s = standby_retry_s
         self._gather_s = gather_s
         self._wake = asyncio.Event()
+        self._retries = retries or Retries()
         self.active = False
         """True while this process is the one projecting."""
 
@@ -87,7 +94,10 @@ class LiveProjector:
         while not stop.is_set() and not leader.is_closed():
             self._wake.clear()
             await self.catch_up(stop)
-            await _wait_any((self._wake, stop), self._poll_interval_s)
+            await self._retries.record(self._pool)
+            retry_in = self._retries.wait_s()
+            wait_s = self._poll_interval_s if retry_in is None else min(self._poll_interval_s, retry_in)
+            await _wait_any((self._wake, stop), wait_s)
             # Under load every commit wakes us. A short pause lets each batch take many events rather than
             # a handful, each batch being a dozen round trips; it adds at most this much to the
             # append-to-row latency.
@@ -96,51 +106,63 @@ class LiveProjector:
             await leader.execute("SELECT 1")
 
     async def catch_up(self, stop: asyncio.Event | None = None) -> None:
-        """Apply everything committed so far to every projection that is not stopped, or until `stop`:
-        under steady load there is always more, and a shutdown must not wait for a quiet moment."""
+        """Apply everything committed so far to every projection that is not stopped or held back, or
+        until `stop`: under steady load there is always more, and a shutdown must not wait for a quiet
+        moment. A held-back projection whose pause is over is tried alone, so that a lock on its table
+        does not hold up the others' batches again."""
+        together = [p for p in self._projections if not self._retries.held_back(p.name)]
+        alone = [
+            p for p in self._projections if self._retries.held_back(p.name) and self._retries.due(p.name)
+        ]
         try:
             async with self._pool.acquire() as conn:
-                while not _is_set(stop) and await step_together(
-                    conn, self._projections, limit=self._batch_size, region=self._region
+                while (
+                    together
+                    and not _is_set(stop)
+                    and await step_together(conn, together, limit=self._batch_size, region=self._region)
                 ):
                     pass
         except Exception as exc:
             if is_unavailable(exc):
                 raise
             # One projection's part failed the joint batch, and with it the others': stepped each alone,
-            # the others go on and the one to blame is found and stopped.
+            # the others go on and the one to blame is found, and held back or stopped.
             _log.info(
                 "joint projector batch failed; stepping each projection alone",
                 extra={"fields": {"error": type(exc).__name__}},
             )
-            await self._catch_up_each(stop)
+            alone = [p for p in self._projections if self._retries.due(p.name)]
+        await self._catch_up_each(stop, alone)
 
-    async def _catch_up_each(self, stop: asyncio.Event | None) -> None:
-        pending = list(self._projections)
+    async def _catch_up_each(self, stop: asyncio.Event | None, projections: list[Projection]) -> None:
+        pending = projections
         while pending and not _is_set(stop):
             pending = [projection for projection in pending if await self._advance(projection)]
 
     async def _advance(self, projection: Projection) -> bool:
+        """One batch of the projection alone; whether there may be more. Its own failure stops it, a
+        passing condition holds it back, an unreachable database is raised (the leader reconnects)."""
         try:
-            return await step(self._pool, projection, limit=self._batch_size, region=self._region)
+            try:
+                moved = await step(self._pool, projection, limit=self._batch_size, region=self._region)
+            except ProjectionFailed:
+                raise
+            except Exception as exc:
+                if passes(exc):
+                    raise
+                # The batch failed as a whole (in SQL, say): one event alone is that event's failure
+                # (runner.project_batch), so one event at a time finds the one to blame.
+                moved = await step(self._pool, projection, limit=1, region=self._region)
         except ProjectionFailed as failed:
             await self._stop_projection(projection, failed)
+            return False
         except Exception as exc:
-            if is_unavailable(exc):
+            if not cannot_write_now(exc):
                 raise
-            # The batch failed as a whole (in SQL, say): one event at a time finds the one to blame.
-            try:
-                return await step(self._pool, projection, limit=1, region=self._region)
-            except ProjectionFailed as failed:
-                await self._stop_projection(projection, failed)
-            except Exception as single:
-                if is_unavailable(single):
-                    raise
-                position = await self._pool.fetchval(
-                    "SELECT position + 1 FROM projection_checkpoints WHERE name = $1", projection.name
-                )
-                await self._stop_projection(projection, ProjectionFailed(position, single))
-        return False
+            self._retries.failed(projection.name, exc)
+            return False
+        self._retries.succeeded(projection.name)
+        return moved
 
     async def _stop_projection(self, projection: Projection, failed: ProjectionFailed) -> None:
         _log.error(

@@ -22,6 +22,11 @@ __all__ = ["project", "rebuild_projections", "status_table"]
 
 _log = logging.getLogger("mightycall.projections")
 
+# Below the client's command timeout (service/database/pool.py), which the projector would take for a
+# lost database: a lock someone holds on a projection's table (a migration, an operator's LOCK) ends
+# the wait as a lock_timeout instead, which holds that projection back and is retried in place.
+_PROJECTOR_LOCK_TIMEOUT = "5s"
+
 
 async def status_table(url: str) -> str:
     async with connect(url) as conn:
@@ -42,7 +47,7 @@ async def project(url: str, settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(stop_signal, stop.set)
-    pool = await create_pool(url)
+    pool = await create_pool(url, settings={"lock_timeout": _PROJECTOR_LOCK_TIMEOUT})
     try:
         await LiveProjector(pool, url, PROJECTIONS.values(), region=settings.default_region).run(stop)
     finally:

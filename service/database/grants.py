@@ -35,6 +35,8 @@ _GRANTS = """
     -- A report's newer version deletes the rows of the metrics it no longer carries.
     GRANT DELETE ON mightycall_reports TO {role};
     GRANT SELECT, UPDATE ON projection_checkpoints TO {role};
+    -- The live projector counts its retries of a projection the database held back; /metrics reads them.
+    GRANT SELECT, INSERT, UPDATE ON projection_retries TO {role};
     -- /metrics reports a running rebuild's progress, and the admissions of refused deliveries, which
     -- the audit API shows too. Admitting is the operator's (`rejected admit`, as the owner).
     GRANT SELECT ON rebuild_progress, rejection_admissions TO {role};

@@ -33,6 +33,7 @@ OWN_TABLES = (
     "audit_verifications",
     "audit_ui_signouts",
     "rejection_admissions",
+    "projection_retries",
 )
 """Every table the migrations create (tests/integration/test_migrations.py keeps this list true)."""
 

@@ -2,22 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import uuid
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import asyncpg
 import msgspec
 
+from projections.live.projector import LiveProjector
+from projections.live.retries import Retries
 from projections.model import Projection
 from projections.rebuild.rebuild import build_shadow
 from projections.registry import PROJECTIONS
 from projections.runner import head_position, project_batch, step
+from service.database.pool import create_pool
 from service.eventlog.append import Appended, Delivery, append
 
-__all__ = ["append_payloads", "assert_tables_equal_a_rebuild", "catch_up", "rebuilt_rows", "table_rows"]
+__all__ = [
+    "append_payloads",
+    "assert_tables_equal_a_rebuild",
+    "catch_up",
+    "live_projector",
+    "rebuilt_rows",
+    "table_rows",
+]
 
 REGION = "US"
 _EXTERNAL_ID = {"calls": "call_id", "sms": "sms_id", "recordings": "recording_id", "reports": "report_id"}
@@ -97,3 +109,28 @@ async def assert_tables_equal_a_rebuild(conn: asyncpg.Connection, head: int) -> 
         assert await table_rows(conn, projection.table.name) == await rebuilt_rows(
             conn, projection, batch_size=500
         ), projection.name
+
+
+@contextlib.asynccontextmanager
+async def live_projector(
+    db_url: str, **settings: str
+) -> AsyncIterator[tuple[LiveProjector, asyncio.Task[None]]]:
+    """A live projector running on a pool of its own, whose sessions have these settings, until the block
+    ends. It polls often and its retries pause briefly, so that a test waits little for it."""
+    pool = await create_pool(db_url, settings=settings)
+    projector = LiveProjector(
+        pool,
+        db_url,
+        PROJECTIONS.values(),
+        region=REGION,
+        poll_interval_s=0.05,
+        retries=Retries(first_s=0.05, cap_s=0.4),
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(projector.run(stop))
+    try:
+        yield projector, task
+    finally:
+        stop.set()
+        await task
+        await pool.close()

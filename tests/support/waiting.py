@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
-__all__ = ["wait_until"]
+__all__ = ["poll_until", "wait_until"]
 
 
 async def wait_until(condition: Callable[[], bool], what: str, *, within_s: float = 60) -> None:
@@ -14,6 +14,17 @@ async def wait_until(condition: Callable[[], bool], what: str, *, within_s: floa
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within_s
     while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"not within {within_s} s: {what}")
+        await asyncio.sleep(0.02)
+
+
+async def poll_until(check: Callable[[], Awaitable[object]], what: str, *, within_s: float = 60) -> None:
+    """wait_until for a condition that must be awaited (a query): returns once `await check()` is truthy.
+    `check` may raise to fail at once, when what it sees means the awaited state can no longer come."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while not await check():
         if loop.time() > deadline:
             raise AssertionError(f"not within {within_s} s: {what}")
         await asyncio.sleep(0.02)

@@ -1,7 +1,9 @@
 """The disk under the log fills up: appends are refused with a clean 503, nothing is half-written, the
-service stays up, and once there is room again the same bytes are accepted.
+service stays up, and once there is room again the same bytes are accepted. The disk under a
+projection's table fills up: the live projector holds that projection back, never stops it, and writes
+its rows once there is room again, with no restart.
 
-The log is moved to a tablespace on a 1 MB tmpfs, so "No space left on device" is real, from the
+The table is moved to a tablespace on a 1 MB tmpfs, so "No space left on device" is real, from the
 kernel, not simulated. Mounting needs root and a PostgreSQL on this machine; elsewhere the test is
 skipped with the reason.
 """
@@ -21,10 +23,13 @@ import asyncpg
 import pytest
 from litestar.testing import AsyncTestClient
 
+from projections.status import projection_statuses
 from service.app import create_app
 from service.eventlog.verify import verify_log
 from tests.support.http import bearer
-from tests.support.payloads import PATHS, body_for
+from tests.support.payloads import PATHS, SEED, body_for
+from tests.support.projecting import append_payloads, live_projector
+from tests.support.waiting import poll_until
 
 TABLESPACE = "mightycall_test_small"
 MAX_ATTEMPTS = 100  # 1 MB fills after a handful of 200 KB bodies; a guard against looping for ever
@@ -51,19 +56,51 @@ def small_mount() -> Iterator[Path]:
 
 
 @pytest.fixture
-async def small_disk(conn: asyncpg.Connection, small_mount: Path) -> AsyncIterator[None]:
-    """`event_log` (with its TOAST table) on the 1 MB filesystem, for the duration of the test."""
+async def small_tablespace(conn: asyncpg.Connection, small_mount: Path) -> AsyncIterator[None]:
+    """The tablespace TABLESPACE on the 1 MB filesystem; whatever a test moves there it moves back."""
     owner = await asyncio.to_thread(_owner_of, Path(await conn.fetchval("SHOW data_directory")))
     if owner is None:
         pytest.skip("PostgreSQL runs on another machine: its disk cannot be filled from here")
     os.chown(small_mount, *owner)
     await conn.execute(f"CREATE TABLESPACE {TABLESPACE} LOCATION '{small_mount}'")
     try:
-        await conn.execute(f"ALTER TABLE event_log SET TABLESPACE {TABLESPACE}")
+        yield
+    finally:
+        await conn.execute(f"DROP TABLESPACE {TABLESPACE}")
+
+
+@pytest.fixture
+async def small_disk(conn: asyncpg.Connection, small_tablespace: None) -> AsyncIterator[None]:
+    """`event_log` (with its TOAST table) on the 1 MB filesystem, for the duration of the test."""
+    await conn.execute(f"ALTER TABLE event_log SET TABLESPACE {TABLESPACE}")
+    try:
         yield
     finally:
         await conn.execute("ALTER TABLE event_log SET TABLESPACE pg_default")
-        await conn.execute(f"DROP TABLESPACE {TABLESPACE}")
+
+
+@pytest.fixture
+async def calls_on_a_full_disk(conn: asyncpg.Connection, small_tablespace: None) -> AsyncIterator[None]:
+    """`calls` on the 1 MB filesystem, which a table `filler` there has filled to the last page."""
+    await conn.execute(f"ALTER TABLE calls SET TABLESPACE {TABLESPACE}")
+    try:
+        await conn.execute(f"CREATE TABLE filler (t text) TABLESPACE {TABLESPACE}")
+        await conn.execute("ALTER TABLE filler ALTER COLUMN t SET STORAGE EXTERNAL")
+        # Large rows first, then smaller ones, until not even a small one finds room.
+        for size in (100_000, 10_000, 1_000, 10):
+            for _ in range(MAX_ATTEMPTS):
+                try:
+                    await conn.execute(
+                        "INSERT INTO filler SELECT string_agg(md5(random()::text), '') "
+                        "FROM generate_series(1, $1::int / 32)",
+                        size,
+                    )
+                except asyncpg.DiskFullError:
+                    break
+        yield
+    finally:
+        await conn.execute("DROP TABLE IF EXISTS filler")
+        await conn.execute("ALTER TABLE calls SET TABLESPACE pg_default")
 
 
 def _owner_of(path: Path) -> tuple[int, int] | None:
@@ -114,3 +151,29 @@ async def test_a_full_disk_is_a_clean_503_and_the_service_recovers(
         assert retry.status_code == 202, retry.text
         assert retry.json()["event_id"] == n + 1
     assert (await verify_log(conn)).ok
+
+
+async def test_a_full_disk_under_a_projection_holds_it_back_until_there_is_room(
+    db_url, conn, org_id, calls_on_a_full_disk
+):
+    async with live_projector(db_url) as (projector, task):
+        await append_payloads(conn, org_id, [("calls", {**SEED["calls"], "call_id": "full"})])
+        await poll_until(lambda: _retried_on_a_full_disk(conn, 2), "retries counted while the disk is full")
+        assert await conn.fetchval("SELECT count(*) FROM calls") == 0
+
+        await conn.execute("DROP TABLE filler")  # room again
+        await poll_until(
+            lambda: conn.fetchval("SELECT count(*) = 1 FROM calls WHERE call_id = 'full'"),
+            "the row once there is room",
+        )
+        assert [s.error for s in await projection_statuses(conn)] == [None] * 4
+        assert not task.done() and projector.active
+
+
+async def _retried_on_a_full_disk(conn: asyncpg.Connection, times: int) -> bool:
+    """Whether `calls` was retried `times` on a full disk; fails at once if it was stopped instead."""
+    assert [(s.name, s.error) for s in await projection_statuses(conn) if s.error] == []
+    retries = await conn.fetchval(
+        "SELECT retries FROM projection_retries WHERE name = 'calls' AND reason = 'DiskFullError'"
+    )
+    return (retries or 0) >= times
