@@ -86,14 +86,16 @@ def _projection_reasons(lags: list[ProjectionLag], max_lag_s: float) -> list[str
     if stopped:
         where = ", ".join(f"{lag.name} at event {lag.error_position}" for lag in stopped)
         reasons.append(f"projection stopped on an error: {where}; see `mightycall-ingest projections status`")
-    # No projector running anywhere, or one that cannot keep up: the tables are going stale. A stopped
+    # No projector running anywhere, one that cannot keep up, or one the database holds back (a lock on
+    # the table, a full disk: it retries until that passes): the tables are going stale. A stopped
     # projection is named once, above, though its lag grows too.
     behind = [lag for lag in lags if lag.seconds > max_lag_s and not lag.stopped]
     if behind:
         where = ", ".join(f"{lag.name} by {lag.seconds:.0f} s ({lag.events} events)" for lag in behind)
         reasons.append(
             f"projection behind the log by more than {max_lag_s:g} s: {where};"
-            " is a `serve` with its projector running?"
+            " is a `serve` with its projector running, or is the database holding it back (a lock, a full"
+            " disk: `mightycall_projection_retries_total` rises)?"
         )
     return reasons
 

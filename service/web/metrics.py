@@ -46,6 +46,27 @@ class _Admissions:
         yield family
 
 
+class _Retries:
+    """Batches the live projector retried because the database refused them for now, counted in
+    `projection_retries`: the projector runs in a process of its own, so the database holds the count,
+    and every `serve` reports the same (take the max, not the sum)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], int] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "mightycall_projection_retries",
+            "Batches the live projector retried because the database refused them for now (a lock or"
+            " statement timeout, a cancel, a deadlock, a serialization failure, a full disk), by"
+            " projection and the error's class.",
+            labels=["projection", "reason"],
+        )
+        for (projection, reason), count in sorted(self.counts.items()):
+            family.add_metric([projection, reason], count)
+        yield family
+
+
 class Metrics:
     """One registry per app, so that several apps in one process (tests) do not share counters."""
 
@@ -101,6 +122,8 @@ class Metrics:
         )
         self.admissions = _Admissions()
         self.registry.register(self.admissions)
+        self.retries = _Retries()
+        self.registry.register(self.retries)
         self.database_up = Gauge(
             "mightycall_database_up",
             "1 when the last scrape could read the database.",
@@ -119,6 +142,8 @@ class Metrics:
             self.rebuild_head.labels(lag.name).set((lag.rebuild_head or 0) if running else 0)
         rows = await pool.fetch("SELECT kind, outcome, count(*) FROM rejection_admissions GROUP BY 1, 2")
         self.admissions.counts = {(row["kind"], row["outcome"]): row["count"] for row in rows}
+        rows = await pool.fetch("SELECT name, reason, retries FROM projection_retries")
+        self.retries.counts = {(row["name"], row["reason"]): row["retries"] for row in rows}
 
 
 def metrics_handler(metrics: Metrics, pool_of: Callable[[], asyncpg.Pool | None]) -> HTTPRouteHandler:

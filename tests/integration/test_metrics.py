@@ -102,3 +102,24 @@ async def test_a_running_rebuild_reports_its_progress(client, conn):
     assert samples[("mightycall_rebuild_head", (("projection", "calls"),))] == 1000
     assert samples[("mightycall_rebuild_position", (("projection", "sms"),))] == 0
     assert samples[("mightycall_rebuild_head", (("projection", "sms"),))] == 0
+
+
+async def test_the_projectors_retries_are_read_from_the_database(client, conn):
+    # The live projector counts them there (projections/live/retries.py): it runs in a process of its own.
+    await conn.execute(
+        "INSERT INTO projection_retries (name, reason, retries) VALUES"
+        " ('calls', 'LockNotAvailableError', 3), ('calls', 'DiskFullError', 1), ('sms', 'DiskFullError', 2)"
+    )
+
+    samples, _ = await _scrape(client)
+
+    retries = {
+        tuple(label for _, label in labels): value
+        for (name, labels), value in samples.items()
+        if name == "mightycall_projection_retries_total"
+    }
+    assert retries == {
+        ("calls", "LockNotAvailableError"): 3,
+        ("calls", "DiskFullError"): 1,
+        ("sms", "DiskFullError"): 2,
+    }
