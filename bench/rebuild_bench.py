@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import asyncpg
@@ -67,7 +68,9 @@ def measure(what: str, url: str, events: int, *, checkout: Path = ROOT) -> dict[
             _COMMANDS[what],
             # `python -m` puts the working directory first on the path: the checkout's own code runs.
             cwd=checkout,
-            env={**os.environ, "DATABASE_URL": url},
+            # As an installed package runs: with its bytecode cached, which a setting that forbids
+            # writing it would turn into compiling every module at every start.
+            env={**_without_bytecode_ban(os.environ), "DATABASE_URL": url},
             stdout=subprocess.DEVNULL,
             stderr=errors,
         )
@@ -81,6 +84,10 @@ def measure(what: str, url: str, events: int, *, checkout: Path = ROOT) -> dict[
             sys.stderr.write(errors.read().decode(errors="replace")[-5000:])
             raise RuntimeError(f"{what} failed with status {child.returncode}")
     return {"events_per_s": events / elapsed, "seconds": elapsed, "peak_rss_mb": peak / 2**20}
+
+
+def _without_bytecode_ban(environment: Mapping[str, str]) -> dict[str, str]:
+    return {name: value for name, value in environment.items() if name != "PYTHONDONTWRITEBYTECODE"}
 
 
 def _tree_rss(pid: int) -> int:

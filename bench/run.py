@@ -29,7 +29,9 @@ from bench.fill_log import fill_log
 from bench.harness import BENCH, ROOT, SECRET, LoadResult, bench_database, cli, median_result, server, wrk
 from bench.live_lag import live_lag
 from bench.rebuild_bench import measure
+from bench.rebuild_small import small_rebuilds
 from bench.servers import SERVE, compare_servers
+from bench.write_ceiling import write_ceiling
 
 PORT = 18_700
 PEER = BENCH / "peers" / "fastapi_orm"
@@ -184,6 +186,10 @@ def rebuilds(url: str, org: str, events: int, runs: int) -> dict[str, Any]:
             "events_per_s": statistics.median(m["events_per_s"] for m in measured),
             "peak_rss_mb": max(m["peak_rss_mb"] for m in measured),
         }
+    # The tables now hold the rebuild's finished rows: write them again, the write side alone.
+    writers = len(os.sched_getaffinity(0))
+    written = [asyncio.run(write_ceiling(url, writers)) for _ in range(runs)]
+    results["write_ceiling"] = {"events_per_s": events / statistics.median(written), "writers": writers}
     return results
 
 
@@ -193,6 +199,13 @@ def lag(url: str, org: str, rate: float, seconds: int) -> dict[str, Any]:
         return asyncio.run(
             live_lag(url, PORT + 3, org, rate=rate, seconds=seconds, run=f"lag-{uuid.uuid4().hex[:8]}")
         )
+
+
+def _cpu_per_webhook(service: dict[str, Any]) -> dict[str, float]:
+    """µs of CPU per webhook answered, by group of processes, and the system's (the load's excepted)."""
+    busy, rate = service["cores_busy"], service["requests_per_s"]
+    per = {group: round(busy[group] / rate * 1e6) for group in ("web", "projector", "postgres")}
+    return per | {"system": sum(per.values())}
 
 
 def _table(results: dict[str, Any]) -> str:
@@ -215,6 +228,8 @@ def _table(results: dict[str, Any]) -> str:
     lines.append(f"{'database ceiling (rows/s)':<28}{ingest_['db_ceiling']['rows_per_s']:>10,.0f}")
     busy = ", ".join(f"{group} {cores:.2f}" for group, cores in ingest_["service"]["cores_busy"].items())
     lines.append(f"cores busy while the service ran: {busy}")
+    per = ", ".join(f"{group} {us}" for group, us in ingest_["service"]["cpu_us_per_webhook"].items())
+    lines.append(f"CPU per webhook, µs: {per}")
     lines.append(
         f"projector behind when the load stopped: {ingest_['service']['projector_behind_at_end']:,} events,"
         f" caught up in {ingest_['service']['projector_caught_up_s']} s"
@@ -251,7 +266,14 @@ def _table(results: dict[str, Any]) -> str:
             f"rebuild, {rb['events']:,} events, all four projections:"
             f" {rb['rebuild']['events_per_s']:,.0f} events/s, peak RSS {rb['rebuild']['peak_rss_mb']:.0f} MB;"
             " bare stream+COPY ceiling"
-            f" {rb['ceiling']['events_per_s']:,.0f} events/s ({ratios['rebuild_over_ceiling']:.2f}x)"
+            f" {rb['ceiling']['events_per_s']:,.0f} events/s ({ratios['rebuild_over_ceiling']:.2f}x);"
+            f" write-side ceiling {rb['write_ceiling']['events_per_s']:,.0f} events/s"
+            f" ({ratios['rebuild_over_write_ceiling']:.2f}x)"
+        )
+        small = rb["small"]
+        lines.append(
+            f"rebuild --all, command start to exit: {small['events']:,} events {small['small_log_s']:.2f} s,"
+            f" empty log {small['empty_log_s']:.2f} s"
         )
     if "live_lag" in results:
         lv = results["live_lag"]
@@ -288,13 +310,17 @@ def main() -> None:
         service = results["ingest"]["service"]["requests_per_s"]
         results["live_lag"] = lag(url, org, rate=service / 2, seconds=lag_seconds)
         results["rebuild"] = rebuilds(url, org, events, runs)
+        results["rebuild"]["small"] = small_rebuilds(url, runs)
     results["ratios"] = {
         "service_over_http_ceiling": service / ceiling,
         "bare_durable_over_http_ceiling": results["ingest"]["bare_durable"]["requests_per_s"] / ceiling,
         "service_over_bare_durable": service / results["ingest"]["bare_durable"]["requests_per_s"],
         "rebuild_over_ceiling": results["rebuild"]["rebuild"]["events_per_s"]
         / results["rebuild"]["ceiling"]["events_per_s"],
+        "rebuild_over_write_ceiling": results["rebuild"]["rebuild"]["events_per_s"]
+        / results["rebuild"]["write_ceiling"]["events_per_s"],
     }
+    results["ingest"]["service"]["cpu_us_per_webhook"] = _cpu_per_webhook(results["ingest"]["service"])
     if "peer" in results["ingest"]:
         results["ratios"]["service_over_peer"] = service / results["ingest"]["peer"]["requests_per_s"]
     results["seconds"] = round(time.monotonic() - started)

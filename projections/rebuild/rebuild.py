@@ -12,12 +12,15 @@ what it could not carry over is refused before any work (rebuild_blockers.py).
 Projections that read the same kinds of event are filled by one replay, which reads and decodes each
 event once for all of them; each of the others by a replay of its own. The replays run in up to one
 process per core, the next one starting wherever one finishes: a replay is mostly Python, which runs
-one thread at a time (projections/rebuild/fill_process.py).
+one thread at a time (projections/rebuild/fill_process.py). The longest replay, of calls with recordings,
+is split by key across the processes (projections/rebuild/part.py). A small log is replayed in this
+process alone: it is done before a second process would have started.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -27,9 +30,10 @@ import asyncpg
 
 from projections.model import Projection
 from projections.rebuild.blockers import refuse_what_cannot_be_carried_over
-from projections.rebuild.fill import SWAP_BACKLOG, Shadow, fill
-from projections.rebuild.fill_process import fill_in_child
+from projections.rebuild.fill import SWAP_BACKLOG, Shadow, build_deferred_indexes, fill, fill_part
+from projections.rebuild.fill_process import FillProcess
 from projections.rebuild.lock import RebuildRunning, holding_rebuild_locks, lock_lost, still_held
+from projections.rebuild.part import Part
 from projections.rebuild.progress import published_progress
 from projections.rebuild.surroundings import carry_over, read_surroundings
 from projections.registry import PROJECTIONS
@@ -48,6 +52,11 @@ DEFAULT_BATCH_SIZE = 6_000
 """Events per batch of each replay: fewer round trips per event, against memory. Chosen so that a
 rebuild of all four projections in two processes stays under the 200 MB it is held to on `make bench`'s
 log with room to spare; a larger batch was faster and too close to that bound (docs/performance.md)."""
+
+LOG_WORTH_A_PROCESS = 20_000
+"""Below this many events, a rebuild replays in this process alone: a child process's start (its
+interpreter and imports) costs about what replaying this many events does, and the replays of a smaller
+log are over before a second process would have paid for itself."""
 
 Progress = Callable[[str, int, int], None]
 """Called with (projection names, position reached, head position) after each batch."""
@@ -82,18 +91,17 @@ async def _create_shadow(conn: asyncpg.Connection, projection: Projection) -> Sh
     return Shadow(projection, shadow, [index["definition"] for index in deferred])
 
 
-def _groups(shadows: Sequence[Shadow]) -> list[list[Shadow]]:
-    """The shadows in groups, each filled by one replay, the biggest first. Projections that read a kind
-    in common are one group: one read of the log feeds them all. The others are replayed apart: in one
-    replay, each would get only its share of every batch, and a key that recurs every few batches of its
-    own kind would leave memory between them, to be looked up and written again each time (the reports
-    of `make bench` took twice the Python time replayed with SMS as alone)."""
-    groups: list[list[Shadow]] = []
-    for shadow in shadows:
-        kinds = shadow.projection.kinds
-        sharing = [group for group in groups if any(kinds & other.projection.kinds for other in group)]
+def _groups(projections: Sequence[Projection]) -> list[list[Projection]]:
+    """The projections in groups, each filled by one replay, the biggest first. Projections that read a
+    kind in common are one group: one read of the log feeds them all. The others are replayed apart: in
+    one replay, each would get only its share of every batch, and a key that recurs every few batches of
+    its own kind would leave memory between them, to be looked up and written again each time (the
+    reports of `make bench` took twice the Python time replayed with SMS as alone)."""
+    groups: list[list[Projection]] = []
+    for projection in projections:
+        sharing = [group for group in groups if any(projection.kinds & other.kinds for other in group)]
         groups = [group for group in groups if group not in sharing]
-        groups.append([other for group in sharing for other in group] + [shadow])
+        groups.append([other for group in sharing for other in group] + [projection])
     # The replay's work is mostly per projection: the groups of most projections are the longest to fill.
     return sorted(groups, key=len, reverse=True)
 
@@ -154,28 +162,64 @@ async def build_shadow(
     return shadow.table, position
 
 
+def _jobs(groups: list[list[Projection]], processes: int) -> list[tuple[list[Projection], Part | None]]:
+    """The replays to run, each a group with the part of its keys it replays (None: all of them). With
+    several processes, the first group, the longest, is split into one part per process when it is a
+    group of several projections: alone, it would keep one core busy long after the others are done."""
+    first, *others = groups
+    if processes < 2 or len(first) < 2:
+        return [(group, None) for group in groups]
+    return [(first, Part(index, processes)) for index in range(processes)] + [
+        (group, None) for group in others
+    ]
+
+
 async def _fill_group(
     database_url: str,
-    writer: asyncpg.Connection | None,
+    filler: asyncpg.Connection | FillProcess,
     group: list[Shadow],
+    part: Part | None,
     *,
+    upto: int,
     region: str,
     batch_size: int,
     progress: Progress | None,
 ) -> int:
-    """Fill the group's shadows: in this process on `writer`, or in a child process when there is none."""
+    """Fill the group's shadows, or with `part` the rows of its keys up to `upto`: in this process when
+    `filler` is a connection (the writer), else in that child process. Returns the position reached."""
     names = [shadow.projection.name for shadow in group]
     async with published_progress(database_url, names) as publish:
-        report = _Report(", ".join(names), progress, publish)
-        if writer is None:
-            async with connect(database_url) as conn:
-                report.start(await head_position(conn))
-            return await fill_in_child(
-                database_url, group, region=region, batch_size=batch_size, on_batch=report
+        report = _Report(", ".join(names) + (f" ({part})" if part else ""), progress, publish)
+        if isinstance(filler, FillProcess):
+            if part is None:
+                async with connect(database_url) as conn:
+                    upto = await head_position(conn)
+            report.start(upto)
+            return await filler.fill(
+                database_url,
+                group,
+                region=region,
+                batch_size=batch_size,
+                on_batch=report,
+                part=part,
+                upto=upto,
             )
-        report.start(await head_position(writer))
+        report.start(upto if part else await head_position(filler))
         async with connect(database_url) as reader:
-            return await fill(reader, writer, group, region=region, batch_size=batch_size, on_batch=report)
+            if part is None:
+                return await fill(
+                    reader, filler, group, region=region, batch_size=batch_size, on_batch=report
+                )
+            return await fill_part(
+                reader,
+                filler,
+                group,
+                part=part,
+                upto=upto,
+                region=region,
+                batch_size=batch_size,
+                on_batch=report,
+            )
 
 
 async def _swap_in(
@@ -229,63 +273,79 @@ async def rebuild_many(
     """Rebuild the projections' tables; returns the position each new table is at, by projection name.
     No table is swapped in until every one is filled: an event that stops one rebuild stops them all.
 
-    The replays use up to `processes` processes, by default one per core this process may run on. Only
-    registered projections can be filled in another process: a rebuild of any other runs in this one.
+    The replays use up to `processes` processes: by default one per core this process may run on, or
+    this one alone for a log of fewer than LOG_WORTH_A_PROCESS events. Only registered projections can be
+    filled in another process: a rebuild of any other runs in this one.
 
     Raises RebuildRunning when another rebuild of any of them runs, and RebuildRefused when something
     around a table could not be carried over to the new one; both before any work."""
     chosen = list({projection.name: projection for projection in projections}.values())
-    if processes is None:
-        processes = _usable_cores()
     if any(PROJECTIONS.get(projection.name) is not projection for projection in chosen):
         processes = 1
     positions = {}
     async with (
         holding_rebuild_locks(database_url, [projection.name for projection in chosen]) as lock,
         connect(database_url) as writer,
+        contextlib.AsyncExitStack() as children,
     ):
+        head = await head_position(writer)
+        if processes is None:
+            processes = 1 if head < LOG_WORTH_A_PROCESS else _usable_cores()
+        jobs = _jobs(_groups(chosen), processes)
+        fillers: list[asyncpg.Connection | FillProcess] = [writer]
+        # Started first: each child's imports overlap with the checks and the shadows' creation below.
+        for _ in range(min(processes, len(jobs)) - 1):
+            fillers.append(await children.enter_async_context(FillProcess()))
         lock_holder = lock.get_server_pid()
         for projection in chosen:
             await refuse_what_cannot_be_carried_over(writer, quote(projection.table.name))
-        shadows = [await _create_shadow(writer, projection) for projection in chosen]
-        groups = _groups(shadows)
+        shadows = {projection.name: await _create_shadow(writer, projection) for projection in chosen}
         filled: dict[int, int] = {}
-        waiting = iter(enumerate(groups))
+        waiting = iter(enumerate(jobs))
 
-        async def fill_waiting(conn: asyncpg.Connection | None) -> None:
-            # One iterator for every filler: each group goes to the first filler that is free.
-            for n, group in waiting:
+        async def fill_waiting(filler: asyncpg.Connection | FillProcess) -> None:
+            # One iterator for every filler: each job goes to the first filler that is free.
+            for n, (group, part) in waiting:
                 filled[n] = await _fill_group(
-                    database_url, conn, group, region=region, batch_size=batch_size, progress=progress
+                    database_url,
+                    filler,
+                    [shadows[projection.name] for projection in group],
+                    part,
+                    upto=head,
+                    region=region,
+                    batch_size=batch_size,
+                    progress=progress,
                 )
 
-        # One filler replays on this process's connection, each of the others in child processes. The
+        # One filler replays on this process's connection, each of the others in a child process. The
         # watch stops them all if the lock goes.
         try:
             async with asyncio.TaskGroup() as tasks:
                 filled_all = asyncio.Event()
                 tasks.create_task(lock_lost(lock, ", ".join(p.name for p in chosen), filled_all))
-                fillers = [
-                    tasks.create_task(fill_waiting(writer if n == 0 else None))
-                    for n in range(min(processes, len(groups)))
-                ]
-                await asyncio.gather(*fillers)
+                await asyncio.gather(*(tasks.create_task(fill_waiting(filler)) for filler in fillers))
                 filled_all.set()
         except BaseExceptionGroup as failed:
             # The first replay to fail has cancelled the others (and killed their processes): its error
             # is the rebuild's.
             raise failed.exceptions[0] from None
-        for n, group in enumerate(groups):
-            for shadow in group:
-                positions[shadow.projection.name] = await _swap_in(
-                    writer,
-                    shadow,
-                    filled[n],
-                    lock_holder=lock_holder,
-                    region=region,
-                    batch_size=batch_size,
-                    progress=progress,
-                )
+        reached: dict[str, int] = {}
+        for n, (group, part) in enumerate(jobs):
+            for projection in group:
+                reached[projection.name] = filled[n]
+            if part is not None and part.index == 0:
+                # Every part is done: the indexes that fill() builds for a whole group, once.
+                await build_deferred_indexes(writer, [shadows[projection.name] for projection in group])
+        for projection in chosen:
+            positions[projection.name] = await _swap_in(
+                writer,
+                shadows[projection.name],
+                reached[projection.name],
+                lock_holder=lock_holder,
+                region=region,
+                batch_size=batch_size,
+                progress=progress,
+            )
     return positions
 
 

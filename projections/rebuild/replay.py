@@ -33,6 +33,7 @@ import asyncpg
 
 from projections.model import Event, Key, Projection, Row
 from projections.rebuild.bloom import Bloom
+from projections.rebuild.part import Part
 from projections.runner import (
     apply_events,
     fetch_events,
@@ -103,8 +104,11 @@ class Replay:
         *,
         region: str,
         batch_size: int,
+        part: Part | None = None,
         bloom_bytes: int = 4 << 20,
     ) -> None:
+        """With `part`, only the rows of the keys it holds are replayed (rebuild/part.py)."""
+        self._part = part
         self._shadows = [
             _ReplayedTable(projection, name, Bloom(bloom_bytes)) for projection, name in projections
         ]
@@ -202,6 +206,9 @@ class Replay:
             else:
                 mine = [event for event in events if event.kind in kinds]
             touched = touched_keys(shadow.projection, mine)
+            if self._part is not None:
+                holds = self._part.holds
+                touched = [(event, [key for key in keys if holds(key)]) for event, keys in touched]
             keys = set(chain.from_iterable(map(itemgetter(1), touched)))
             carry, seen = shadow.carry, shadow.seen
             rows = {key: carry[key] for key in keys & carry.keys()}

@@ -4,12 +4,16 @@ catching up before its swap, and a child process never outliving the rebuild tha
 from __future__ import annotations
 
 import asyncio
+import os
+from typing import Any
 
 import psutil
 import pytest
 
+from projections.model import Projection
+from projections.rebuild import rebuild as rebuild_module
 from projections.rebuild.fill import SWAP_BACKLOG, Shadow
-from projections.rebuild.fill_process import fill_in_child
+from projections.rebuild.fill_process import FillProcess
 from projections.rebuild.lock import holding_rebuild_locks
 from projections.rebuild.rebuild import _groups, _swap_in, build_shadow, rebuild_many
 from projections.registry import PROJECTIONS
@@ -19,16 +23,16 @@ from tests.support.payloads import SEED
 from tests.support.projecting import REGION, append_payloads, catch_up, table_rows
 
 
-def _names(groups: list[list[Shadow]]) -> list[list[str]]:
-    return [[shadow.projection.name for shadow in group] for group in groups]
+def _names(groups: list[list[Projection]]) -> list[list[str]]:
+    return [[projection.name for projection in group] for group in groups]
 
 
 def test_projections_that_read_the_same_kinds_share_a_replay_and_the_others_have_their_own():
-    shadows = [Shadow(projection, f"{projection.name}_shadow", []) for projection in PROJECTIONS.values()]
+    projections = list(PROJECTIONS.values())
 
     # Recordings read call events too: one replay reads them for both. The biggest group comes first.
-    assert _names(_groups(shadows)) == [["calls", "recordings"], ["sms"], ["reports"]]
-    assert _names(_groups(shadows[::-1])) == [["recordings", "calls"], ["reports"], ["sms"]]
+    assert _names(_groups(projections)) == [["calls", "recordings"], ["sms"], ["reports"]]
+    assert _names(_groups(projections[::-1])) == [["recordings", "calls"], ["reports"], ["sms"]]
 
 
 @pytest.mark.parametrize("processes", [1, 2])
@@ -132,9 +136,79 @@ async def test_a_child_that_dies_of_anything_else_is_an_error_naming_what_it_was
     missing = Shadow(PROJECTIONS["sms"], "no_such_table__rebuild", [])
 
     with pytest.raises(RuntimeError, match=r"^filling sms failed in a child process \(exit status 1\)"):
-        await fill_in_child(
-            db_url, [missing], region=REGION, batch_size=10, on_batch=lambda reached, head: None
-        )
+        async with FillProcess() as child:
+            await child.fill(
+                db_url, [missing], region=REGION, batch_size=10, on_batch=lambda reached, head: None
+            )
 
     # Its traceback went to the parent's standard error, where the message points.
     assert "no_such_table__rebuild" in capfd.readouterr().err
+
+
+def _counting_children(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
+    """The commands of the child processes started from now on (they are still started)."""
+    started: list[tuple[str, ...]] = []
+    spawn = asyncio.create_subprocess_exec
+
+    async def counting(*command: str, **options: object) -> asyncio.subprocess.Process:
+        started.append(command)
+        return await spawn(*command, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", counting)
+    return started
+
+
+async def test_one_child_process_fills_one_group_after_another(db_url, conn, org_id, monkeypatch):
+    payloads = [
+        (kind, {**SEED[kind], "call_id": f"c-{n}", "sms_id": f"s-{n}"}) for n in range(5) for kind in SEED
+    ]
+    await append_payloads(conn, org_id, payloads)
+    started = _counting_children(monkeypatch)
+    # This process's replay (the first group's) waits until the child has filled the other two, so the
+    # child is sure to be the one that takes both.
+    others_filled = asyncio.Event()
+    fill_here = rebuild_module.fill
+
+    async def fill_once_the_others_are_filled(*args: Any, **kwargs: Any) -> int:
+        await others_filled.wait()
+        return await fill_here(*args, **kwargs)
+
+    def progress(names: str, position: int, head: int) -> None:
+        if names == "calls" and position == head:
+            others_filled.set()
+
+    monkeypatch.setattr(rebuild_module, "fill", fill_once_the_others_are_filled)
+    chosen = [PROJECTIONS[name] for name in ("sms", "reports", "calls")]
+
+    # Three groups of one projection and two processes: this one and one child, which takes the second
+    # group and then the third.
+    await rebuild_many(db_url, chosen, region=REGION, batch_size=4, processes=2, progress=progress)
+
+    assert len(started) == 1
+    rebuilt = {p.name: await table_rows(conn, p.table.name) for p in chosen}
+    pool = await create_pool(db_url)
+    try:
+        for projection in chosen:
+            await conn.execute(f"TRUNCATE {projection.table.name}")
+        await conn.execute("UPDATE projection_checkpoints SET position = 0")
+        await catch_up(pool, projections=chosen)
+    finally:
+        await pool.close()
+    assert rebuilt == {p.name: await table_rows(conn, p.table.name) for p in chosen}
+    assert all(rebuilt.values())
+
+
+async def test_a_small_log_is_rebuilt_in_this_process_alone_and_a_larger_one_in_one_per_core(
+    db_url, conn, org_id, monkeypatch
+):
+    await append_payloads(conn, org_id, [("sms", {**SEED["sms"], "sms_id": f"sms-{n}"}) for n in range(6)])
+    started = _counting_children(monkeypatch)
+
+    monkeypatch.setattr(rebuild_module, "LOG_WORTH_A_PROCESS", 7)
+    await rebuild_many(db_url, PROJECTIONS.values(), region=REGION, batch_size=4)
+    assert started == []
+
+    monkeypatch.setattr(rebuild_module, "LOG_WORTH_A_PROCESS", 6)
+    await rebuild_many(db_url, PROJECTIONS.values(), region=REGION, batch_size=4)
+    assert len(started) == min(len(os.sched_getaffinity(0)), 3) - 1
+    assert len(await table_rows(conn, "mightycall_sms_messages")) == 6
