@@ -13,11 +13,10 @@ from dataclasses import dataclass
 import asyncpg
 
 from projections.model import Projection
-from projections.rebuild.part import Part
 from projections.rebuild.replay import Replay
 from projections.runner import head_position
 
-__all__ = ["SWAP_BACKLOG", "OnBatch", "Shadow", "build_deferred_indexes", "fill", "fill_part"]
+__all__ = ["SWAP_BACKLOG", "OnBatch", "Shadow", "fill"]
 
 SWAP_BACKLOG = 1000
 """The swap applies what is left with the live projector's batches, while the live projector waits: the
@@ -74,35 +73,7 @@ async def fill(
             progress=reporting(head),
         )
         if not indexed:
-            await build_deferred_indexes(writer, shadows)
+            for shadow in shadows:
+                for definition in shadow.deferred_indexes:
+                    await writer.execute(definition, timeout=_INDEX_BUILD_TIMEOUT_S)
             indexed = True
-
-
-async def fill_part(
-    reader: asyncpg.Connection,
-    writer: asyncpg.Connection,
-    shadows: Sequence[Shadow],
-    *,
-    part: Part,
-    upto: int,
-    region: str,
-    batch_size: int,
-    on_batch: OnBatch | None = None,
-) -> int:
-    """Replay the log up to `upto` into the empty `shadows`, for the keys `part` holds; returns `upto`.
-    The other parts are replayed elsewhere to the same position: the caller builds the deferred
-    indexes once all are done, and catches the shadows up."""
-    replay = Replay(
-        [(shadow.projection, shadow.table) for shadow in shadows],
-        region=region,
-        batch_size=batch_size,
-        part=part,
-    )
-    progress = None if on_batch is None else lambda reached: on_batch(reached, upto)
-    return await replay.run(reader, writer, after=0, upto=upto, progress=progress)
-
-
-async def build_deferred_indexes(writer: asyncpg.Connection, shadows: Sequence[Shadow]) -> None:
-    for shadow in shadows:
-        for definition in shadow.deferred_indexes:
-            await writer.execute(definition, timeout=_INDEX_BUILD_TIMEOUT_S)

@@ -21,8 +21,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from projections.rebuild.fill import OnBatch, Shadow, fill, fill_part
-from projections.rebuild.part import Part
+from projections.rebuild.fill import OnBatch, Shadow, fill
 from projections.registry import PROJECTIONS
 from projections.runner import ProjectionFailed
 from service.database.pool import connect
@@ -43,9 +42,6 @@ class _Job(msgspec.Struct, frozen=True):
     region: str
     batch_size: int
     shadows: list[_ShadowByName]
-    part: Part | None = None
-    """Given, fill_part() up to `upto`; else fill()."""
-    upto: int = 0
 
 
 class _Batch(msgspec.Struct, frozen=True, tag="batch"):
@@ -97,19 +93,10 @@ class FillProcess:
             await child.wait()
 
     async def fill(
-        self,
-        database_url: str,
-        shadows: Sequence[Shadow],
-        *,
-        region: str,
-        batch_size: int,
-        on_batch: OnBatch,
-        part: Part | None = None,
-        upto: int = 0,
+        self, database_url: str, shadows: Sequence[Shadow], *, region: str, batch_size: int, on_batch: OnBatch
     ) -> int:
-        """fill() for `shadows` in the child, with connections of its own, or with `part`, fill_part()
-        up to `upto`; returns the position reached. The shadows' projections must be the registered
-        ones: the child knows them by name."""
+        """fill() for `shadows` in the child, with connections of its own; returns the position reached.
+        The shadows' projections must be the registered ones: the child knows them by name."""
         child = self._child
         assert child is not None and child.stdin is not None and child.stdout is not None
         job = _Job(
@@ -120,8 +107,6 @@ class FillProcess:
                 _ShadowByName(shadow.projection.name, shadow.table, list(shadow.deferred_indexes))
                 for shadow in shadows
             ],
-            part,
-            upto,
         )
         outcome: _Filled | _Failed | None = None
         try:
@@ -162,21 +147,9 @@ async def _fill_job(job: _Job) -> _Filled | _Failed:
     ]
     try:
         async with connect(job.database_url) as writer, connect(job.database_url) as reader:
-            if job.part is None:
-                position = await fill(
-                    reader, writer, shadows, region=job.region, batch_size=job.batch_size, on_batch=report
-                )
-            else:
-                position = await fill_part(
-                    reader,
-                    writer,
-                    shadows,
-                    part=job.part,
-                    upto=job.upto,
-                    region=job.region,
-                    batch_size=job.batch_size,
-                    on_batch=report,
-                )
+            position = await fill(
+                reader, writer, shadows, region=job.region, batch_size=job.batch_size, on_batch=report
+            )
     except ProjectionFailed as failed:
         return _Failed(failed.position, failed.description)
     return _Filled(position)

@@ -12,9 +12,7 @@ what it could not carry over is refused before any work (rebuild_blockers.py).
 Projections that read the same kinds of event are filled by one replay, which reads and decodes each
 event once for all of them; each of the others by a replay of its own. The replays run in up to one
 process per core, the next one starting wherever one finishes: a replay is mostly Python, which runs
-one thread at a time (projections/rebuild/fill_process.py). The longest replay, of calls with recordings,
-is split by key across the processes (projections/rebuild/part.py). A small log is replayed in this
-process alone: it is done before a second process would have started.
+one thread at a time (projections/rebuild/fill_process.py).
 """
 
 from __future__ import annotations
@@ -30,10 +28,9 @@ import asyncpg
 
 from projections.model import Projection
 from projections.rebuild.blockers import refuse_what_cannot_be_carried_over
-from projections.rebuild.fill import SWAP_BACKLOG, Shadow, build_deferred_indexes, fill, fill_part
+from projections.rebuild.fill import SWAP_BACKLOG, Shadow, fill
 from projections.rebuild.fill_process import FillProcess
 from projections.rebuild.lock import RebuildRunning, holding_rebuild_locks, lock_lost, still_held
-from projections.rebuild.part import Part
 from projections.rebuild.progress import published_progress
 from projections.rebuild.surroundings import carry_over, read_surroundings
 from projections.registry import PROJECTIONS
@@ -162,64 +159,29 @@ async def build_shadow(
     return shadow.table, position
 
 
-def _jobs(groups: list[list[Projection]], processes: int) -> list[tuple[list[Projection], Part | None]]:
-    """The replays to run, each a group with the part of its keys it replays (None: all of them). With
-    several processes, the first group, the longest, is split into one part per process when it is a
-    group of several projections: alone, it would keep one core busy long after the others are done."""
-    first, *others = groups
-    if processes < 2 or len(first) < 2:
-        return [(group, None) for group in groups]
-    return [(first, Part(index, processes)) for index in range(processes)] + [
-        (group, None) for group in others
-    ]
-
-
 async def _fill_group(
     database_url: str,
     filler: asyncpg.Connection | FillProcess,
     group: list[Shadow],
-    part: Part | None,
     *,
-    upto: int,
     region: str,
     batch_size: int,
     progress: Progress | None,
 ) -> int:
-    """Fill the group's shadows, or with `part` the rows of its keys up to `upto`: in this process when
-    `filler` is a connection (the writer), else in that child process. Returns the position reached."""
+    """Fill the group's shadows: in this process when `filler` is a connection (the writer), else in
+    that child process."""
     names = [shadow.projection.name for shadow in group]
     async with published_progress(database_url, names) as publish:
-        report = _Report(", ".join(names) + (f" ({part})" if part else ""), progress, publish)
+        report = _Report(", ".join(names), progress, publish)
         if isinstance(filler, FillProcess):
-            if part is None:
-                async with connect(database_url) as conn:
-                    upto = await head_position(conn)
-            report.start(upto)
+            async with connect(database_url) as conn:
+                report.start(await head_position(conn))
             return await filler.fill(
-                database_url,
-                group,
-                region=region,
-                batch_size=batch_size,
-                on_batch=report,
-                part=part,
-                upto=upto,
+                database_url, group, region=region, batch_size=batch_size, on_batch=report
             )
-        report.start(upto if part else await head_position(filler))
+        report.start(await head_position(filler))
         async with connect(database_url) as reader:
-            if part is None:
-                return await fill(
-                    reader, filler, group, region=region, batch_size=batch_size, on_batch=report
-                )
-            return await fill_part(
-                reader,
-                filler,
-                group,
-                part=part,
-                upto=upto,
-                region=region,
-                batch_size=batch_size,
-                on_batch=report,
-            )
+            return await fill(reader, filler, group, region=region, batch_size=batch_size, on_batch=report)
 
 
 async def _swap_in(
@@ -288,33 +250,27 @@ async def rebuild_many(
         connect(database_url) as writer,
         contextlib.AsyncExitStack() as children,
     ):
-        head = await head_position(writer)
         if processes is None:
-            processes = 1 if head < LOG_WORTH_A_PROCESS else _usable_cores()
-        jobs = _jobs(_groups(chosen), processes)
+            small = await head_position(writer) < LOG_WORTH_A_PROCESS
+            processes = 1 if small else _usable_cores()
+        groups = _groups(chosen)
         fillers: list[asyncpg.Connection | FillProcess] = [writer]
         # Started first: each child's imports overlap with the checks and the shadows' creation below.
-        for _ in range(min(processes, len(jobs)) - 1):
+        for _ in range(min(processes, len(groups)) - 1):
             fillers.append(await children.enter_async_context(FillProcess()))
         lock_holder = lock.get_server_pid()
         for projection in chosen:
             await refuse_what_cannot_be_carried_over(writer, quote(projection.table.name))
         shadows = {projection.name: await _create_shadow(writer, projection) for projection in chosen}
+        shadow_groups = [[shadows[projection.name] for projection in group] for group in groups]
         filled: dict[int, int] = {}
-        waiting = iter(enumerate(jobs))
+        waiting = iter(enumerate(shadow_groups))
 
         async def fill_waiting(filler: asyncpg.Connection | FillProcess) -> None:
-            # One iterator for every filler: each job goes to the first filler that is free.
-            for n, (group, part) in waiting:
+            # One iterator for every filler: each group goes to the first filler that is free.
+            for n, group in waiting:
                 filled[n] = await _fill_group(
-                    database_url,
-                    filler,
-                    [shadows[projection.name] for projection in group],
-                    part,
-                    upto=head,
-                    region=region,
-                    batch_size=batch_size,
-                    progress=progress,
+                    database_url, filler, group, region=region, batch_size=batch_size, progress=progress
                 )
 
         # One filler replays on this process's connection, each of the others in a child process. The
@@ -329,23 +285,17 @@ async def rebuild_many(
             # The first replay to fail has cancelled the others (and killed their processes): its error
             # is the rebuild's.
             raise failed.exceptions[0] from None
-        reached: dict[str, int] = {}
-        for n, (group, part) in enumerate(jobs):
-            for projection in group:
-                reached[projection.name] = filled[n]
-            if part is not None and part.index == 0:
-                # Every part is done: the indexes that fill() builds for a whole group, once.
-                await build_deferred_indexes(writer, [shadows[projection.name] for projection in group])
-        for projection in chosen:
-            positions[projection.name] = await _swap_in(
-                writer,
-                shadows[projection.name],
-                reached[projection.name],
-                lock_holder=lock_holder,
-                region=region,
-                batch_size=batch_size,
-                progress=progress,
-            )
+        for n, group in enumerate(shadow_groups):
+            for shadow in group:
+                positions[shadow.projection.name] = await _swap_in(
+                    writer,
+                    shadow,
+                    filled[n],
+                    lock_holder=lock_holder,
+                    region=region,
+                    batch_size=batch_size,
+                    progress=progress,
+                )
     return positions
 
 

@@ -33,7 +33,6 @@ import asyncpg
 
 from projections.model import Event, Key, Projection, Row
 from projections.rebuild.bloom import Bloom
-from projections.rebuild.part import Part
 from projections.runner import (
     apply_events,
     fetch_events,
@@ -104,11 +103,8 @@ class Replay:
         *,
         region: str,
         batch_size: int,
-        part: Part | None = None,
         bloom_bytes: int = 4 << 20,
     ) -> None:
-        """With `part`, only the rows of the keys it holds are replayed (rebuild/part.py)."""
-        self._part = part
         self._shadows = [
             _ReplayedTable(projection, name, Bloom(bloom_bytes)) for projection, name in projections
         ]
@@ -206,9 +202,6 @@ class Replay:
             else:
                 mine = [event for event in events if event.kind in kinds]
             touched = touched_keys(shadow.projection, mine)
-            if self._part is not None:
-                holds = self._part.holds
-                touched = [(event, [key for key in keys if holds(key)]) for event, keys in touched]
             keys = set(chain.from_iterable(map(itemgetter(1), touched)))
             carry, seen = shadow.carry, shadow.seen
             rows = {key: carry[key] for key in keys & carry.keys()}

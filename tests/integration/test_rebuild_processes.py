@@ -174,27 +174,28 @@ async def test_one_child_process_fills_one_group_after_another(db_url, conn, org
         return await fill_here(*args, **kwargs)
 
     def progress(names: str, position: int, head: int) -> None:
-        if names == "calls" and position == head:
+        if names == "reports" and position == head:
             others_filled.set()
 
     monkeypatch.setattr(rebuild_module, "fill", fill_once_the_others_are_filled)
-    chosen = [PROJECTIONS[name] for name in ("sms", "reports", "calls")]
 
-    # Three groups of one projection and two processes: this one and one child, which takes the second
-    # group and then the third.
-    await rebuild_many(db_url, chosen, region=REGION, batch_size=4, processes=2, progress=progress)
+    # Three groups (calls and recordings, sms, reports) and two processes: this one and one child, which
+    # takes the second group and then the third.
+    await rebuild_many(
+        db_url, PROJECTIONS.values(), region=REGION, batch_size=4, processes=2, progress=progress
+    )
 
     assert len(started) == 1
-    rebuilt = {p.name: await table_rows(conn, p.table.name) for p in chosen}
+    rebuilt = {name: await table_rows(conn, p.table.name) for name, p in PROJECTIONS.items()}
     pool = await create_pool(db_url)
     try:
-        for projection in chosen:
+        for projection in PROJECTIONS.values():
             await conn.execute(f"TRUNCATE {projection.table.name}")
         await conn.execute("UPDATE projection_checkpoints SET position = 0")
-        await catch_up(pool, projections=chosen)
+        await catch_up(pool, projections=list(PROJECTIONS.values()))
     finally:
         await pool.close()
-    assert rebuilt == {p.name: await table_rows(conn, p.table.name) for p in chosen}
+    assert rebuilt == {name: await table_rows(conn, p.table.name) for name, p in PROJECTIONS.items()}
     assert all(rebuilt.values())
 
 

@@ -158,8 +158,8 @@ async def test_a_phone_book_too_big_to_hold_is_looked_up_batch_by_batch(
         assert await table_rows(conn, projection.table.name) == live[projection.name], projection.name
 
 
-# With two processes, calls and recordings are replayed half here and half in a child, which then takes
-# sms or reports: a failure in the child is raised here just the same, and stops the replay here too.
+# With two processes, calls are replayed in this one and sms in a child: the child's failure is raised
+# here just the same, and stops the replay in this process too.
 @pytest.mark.parametrize(
     ("kind", "bad_field"), [("calls", {"duration": -1}), ("sms", {"direction": "sideways"})]
 )
@@ -180,9 +180,7 @@ async def test_an_event_that_cannot_be_decoded_stops_the_rebuild_and_names_it(
         assert await table_rows(conn, projection.table.name) == live[projection.name], projection.name
 
 
-# Two processes: calls and recordings are replayed in parts, and their indexes built once both are done.
-@pytest.mark.parametrize("processes", [1, 2])
-async def test_the_shadow_table_gets_every_index_of_the_live_one(db_url, conn, org_id, processes):
+async def test_the_shadow_table_gets_every_index_of_the_live_one(db_url, conn, org_id):
     await append_payloads(conn, org_id, _webhooks(1))
     definitions = """
         SELECT indexname, replace(indexdef, tablename, '<table>') AS definition FROM pg_indexes
@@ -190,7 +188,7 @@ async def test_the_shadow_table_gets_every_index_of_the_live_one(db_url, conn, o
     """
     before = {p.name: await conn.fetch(definitions, p.table.name) for p in PROJECTIONS.values()}
 
-    await rebuild_many(db_url, PROJECTIONS.values(), region=REGION, processes=processes)
+    await rebuild_many(db_url, PROJECTIONS.values(), region=REGION)
 
     for projection in PROJECTIONS.values():
         assert await conn.fetch(definitions, projection.table.name) == before[projection.name]
