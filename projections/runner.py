@@ -190,8 +190,9 @@ async def write_events(
     ]
     phones = await load_phone_book(conn, region, mentioned)
     for projection, table_name, events, touched, rows in loaded:
+        stored = set(rows)
         changed = apply_events(projection, touched, rows, phones)
-        await upsert_rows(conn, projection.table, table_name, list(changed.values()))
+        await upsert_rows(conn, projection.table, table_name, list(changed.values()), stored=stored)
         if events and _log.isEnabledFor(logging.DEBUG):
             # Part of a batch written, nothing committed: tests/system/test_projector_crash.py kills on
             # this line.

@@ -7,7 +7,7 @@ is read and written is each set's RowSet.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 
 import asyncpg
 
@@ -53,13 +53,25 @@ def members(table: Table, rows: Sequence[Row]) -> Sequence[Row]:
     return [row for rowset in rows for row in rowset.values()]
 
 
-async def upsert_rows(conn: asyncpg.Connection, table: Table, table_name: str, rows: Sequence[Row]) -> None:
+async def upsert_rows(
+    conn: asyncpg.Connection,
+    table: Table,
+    table_name: str,
+    rows: Sequence[Row],
+    *,
+    stored: Container[Key] | None = None,
+) -> None:
     """Write `rows` over what the table holds for their keys; kept in sets, each set replaces the one of
-    its key, and the rows the new set lacks are deleted."""
+    its key, and the rows the new set lacks are deleted. `stored`, when given, holds the keys of the sets
+    the table has rows for: a set that was not stored has nothing to delete, and is not looked for."""
     if not rows:
         return
     if table.in_sets:
-        await _delete_left_out(conn, table, table_name, rows)
+        replacing = (
+            rows if stored is None else [rowset for rowset in rows if _set_key(table, rowset) in stored]
+        )
+        if replacing:
+            await _delete_left_out(conn, table, table_name, replacing)
         rows = members(table, rows)
     columns = list(table.columns)
     arrays = [[row[name] for row in rows] for name in columns]
@@ -75,13 +87,18 @@ async def upsert_rows(conn: asyncpg.Connection, table: Table, table_name: str, r
     )
 
 
+def _set_key(table: Table, rowset: RowSet) -> Key:
+    first = next(iter(rowset.values()))
+    return tuple(first[name] for name in table.set_key)
+
+
 async def _delete_left_out(
     conn: asyncpg.Connection, table: Table, table_name: str, sets: Sequence[RowSet]
 ) -> None:
     """Delete the rows of the sets' keys that the sets no longer hold. Ids name rows (one key, one id),
     so the rows kept are those whose id is among the new sets'."""
     key = table.set_key
-    arrays = [[next(iter(rowset.values()))[name] for rowset in sets] for name in key]
+    arrays = [list(column) for column in zip(*(_set_key(table, rowset) for rowset in sets), strict=True)]
     kept = [row["id"] for rowset in sets for row in rowset.values()]
     unnest = ", ".join(f"${i}::{table.columns[name]}[]" for i, name in enumerate(key, start=1))
     join = " AND ".join(f"t.{quote(name)} = k.{quote(name)}" for name in key)
