@@ -29,17 +29,18 @@ from service.ingest.ingestion import Ingestion
 from service.ingest.organizations import OrgResolver
 from service.web.answers import HEADERS, log_unexpected, retry_later, status_of
 from service.web.auth import BearerAuth
+from service.web.front import Front
 from service.web.health import health, projections_readiness_handler, readiness_handler
 from service.web.metrics import metrics_handler
 from service.web.request_ids import add_request_id, request_id
-from service.web.webhooks import BODY_TIMEOUT_S, Webhooks, webhook_handlers
+from service.web.webhooks import BODY_TIMEOUT_S, Webhooks, webhook_routes
 
 __all__ = ["create_app"]
 
 _log = logging.getLogger("mightycall.app")
 
 
-def create_app(settings: Settings, database_url: str, *, body_timeout_s: float = BODY_TIMEOUT_S) -> Litestar:
+def create_app(settings: Settings, database_url: str, *, body_timeout_s: float = BODY_TIMEOUT_S) -> Front:
     if not settings.webhook_secrets:
         raise ConfigError("MIGHTYCALL_WEBHOOK_SECRET is not set; there is no default secret")
     if {token for token, _ in settings.audit_tokens} & set(settings.webhook_secrets):
@@ -78,9 +79,9 @@ def create_app(settings: Settings, database_url: str, *, body_timeout_s: float =
             await appender.close()
             await pool.close()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
-            *webhook_handlers(webhooks),
+            *webhook_routes(),
             *audit,
             health,
             readiness_handler(lambda: webhooks.pool),
@@ -102,6 +103,7 @@ def create_app(settings: Settings, database_url: str, *, body_timeout_s: float =
         logging_config=None,
         debug=False,
     )
+    return Front(app, webhooks)
 
 
 async def _pool(state: State) -> asyncpg.Pool:
