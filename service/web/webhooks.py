@@ -205,7 +205,7 @@ def _log_delivery(
     }
     if done is not None:
         fields["event_id"] = done.event_id
-        fields["org_id"] = str(done.org_id)
+        fields["org_id"] = done.org_id  # a UUID: the JSON encoder writes it, faster than str()
     _log.info("delivery", extra={"fields": fields})
 
 
