@@ -12,7 +12,6 @@ table litestar's exception handlers use too (service/web/answers.py).
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 import time
@@ -34,6 +33,7 @@ from service.ingest.ingestion import Ingestion, Outcome, RequestFacts
 from service.web.answers import HEADERS, error_body, log_unexpected, retry_later, status_of
 from service.web.auth import BearerAuth
 from service.web.bodies import read_body, too_large
+from service.web.deadlines import Deadlines
 from service.web.metrics import Metrics
 from service.web.request_ids import HEADER, request_id_from
 
@@ -51,7 +51,8 @@ _encode = msgspec.json.Encoder().encode
 
 BODY_TIMEOUT_S = 10.0
 """How long a whole body may take to arrive once the headers have: a sender trickling it holds a
-request (and its memory) no longer than this, then gets a 408. A 1 MiB body needs 100 KB/s."""
+request (and its memory) no longer than this (and up to a second more: service/web/deadlines.py), then
+gets a 408. A 1 MiB body needs 100 KB/s."""
 
 _Headers = Sequence[tuple[bytes, bytes]]
 _JSON = (b"content-type", b"application/json")
@@ -71,6 +72,10 @@ class Webhooks:
     body_timeout_s: float = BODY_TIMEOUT_S
     ingestion: Ingestion | None = None
     metrics: Metrics = field(default_factory=Metrics)
+    _body_deadlines: Deadlines = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._body_deadlines = Deadlines(self.body_timeout_s)
 
     @property
     def pool(self) -> asyncpg.Pool | None:
@@ -129,7 +134,7 @@ class Webhooks:
         try:
             if declared is not None and declared > self.max_body_bytes:
                 raise too_large(self.max_body_bytes)
-            async with asyncio.timeout(self.body_timeout_s):
+            with self._body_deadlines:
                 body = await read_body(receive, self.max_body_bytes)
         except PayloadTooLarge as exc:
             error = exc
