@@ -103,7 +103,7 @@ def create_app(settings: Settings, database_url: str, *, body_timeout_s: float =
         logging_config=None,
         debug=False,
     )
-    return Front(app, webhooks)
+    return Front(app, webhooks.answer)
 
 
 async def _pool(state: State) -> asyncpg.Pool:

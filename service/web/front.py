@@ -8,22 +8,27 @@ to be made by hand. Here litestar keeps the four routes declared for both, and n
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from litestar import Litestar
 from litestar.enums import ScopeType
 from litestar.types import Receive, Scope, Send
 from litestar.utils import normalize_path
 
-from service.web.webhooks import WEBHOOK_PATHS, Webhooks
+from service.web.webhooks import WEBHOOK_PATHS
 
-__all__ = ["Front"]
+__all__ = ["Answer", "Front"]
+
+Answer = Callable[[str, Scope, Receive, Send], Awaitable[None]]
+"""ASGI with the webhook's kind first: Webhooks.answer (the benchmark's receivers have their own)."""
 
 
 class Front:
     """ASGI. `litestar` is the app behind, for whatever needs it (its state, its routes)."""
 
-    def __init__(self, litestar: Litestar, webhooks: Webhooks) -> None:
+    def __init__(self, litestar: Litestar, answer: Answer) -> None:
         self.litestar = litestar
-        self._answer = webhooks.answer
+        self._answer = answer
         self._kinds = {path: kind for kind, path in WEBHOOK_PATHS.items()}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
