@@ -22,7 +22,7 @@ from typing import Any
 import asyncpg
 import msgspec
 from litestar import Request, Response, post
-from litestar._asgi.utils import is_valid_host
+from litestar._asgi.utils import is_valid_host  # litestar's own rule, so that the two cannot differ
 from litestar.exceptions import ClientException, HTTPException
 from litestar.handlers import HTTPRouteHandler
 from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, Receive, Scope, Send
