@@ -59,13 +59,17 @@ async def _lifespan(_: Litestar) -> AsyncIterator[None]:
         await conn.close()
 
 
+async def commit(kind: str, body: bytes) -> None:
+    """Decode, then wait for the body's group commit."""
+    decode(kind, body)
+    committed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    _queue.put_nowait((kind, body, committed))
+    await committed
+
+
 def _handler(kind: str) -> Any:
     async def receive(request: Request[Any, Any, Any]) -> Response[bytes]:
-        body = await request.body()
-        decode(kind, body)
-        committed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        _queue.put_nowait((kind, body, committed))
-        await committed
+        await commit(kind, await request.body())
         return Response(_ACCEPTED, status_code=202, media_type="application/json")
 
     return post(WEBHOOK_PATHS[kind], name=f"{kind}-bare-durable")(receive)

@@ -16,9 +16,13 @@ from service.web.webhooks import WEBHOOK_PATHS
 _ACCEPTED = b'{"status":"accepted","event_id":0}'
 
 
+async def accept(kind: str, body: bytes) -> None:
+    decode(kind, body)
+
+
 def _handler(kind: str) -> Any:
     async def receive(request: Request[Any, Any, Any]) -> Response[bytes]:
-        decode(kind, await request.body())
+        await accept(kind, await request.body())
         return Response(_ACCEPTED, status_code=202, media_type="application/json")
 
     return post(WEBHOOK_PATHS[kind], name=f"{kind}-ceiling")(receive)

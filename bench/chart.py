@@ -13,10 +13,13 @@ import matplotlib.pyplot as plt
 
 def draw(results: dict[str, Any], path: Path) -> None:
     ingest = results["ingest"]
-    names = [name for name in ("http_ceiling", "bare_durable", "service", "peer") if name in ingest]
+    shown = ("http_ceiling", "http_ceiling_raw", "bare_durable", "bare_durable_raw", "service", "peer")
+    names = [name for name in shown if name in ingest]
     labels = {
         "http_ceiling": "HTTP ceiling\n(no database)",
+        "http_ceiling_raw": "ceiling,\nraw ASGI",
         "bare_durable": "bare durable\nreceiver",
+        "bare_durable_raw": "bare durable,\nraw ASGI",
         "service": "this service",
         "peer": "FastAPI + ORM\npeer",
     }
@@ -26,11 +29,13 @@ def draw(results: dict[str, Any], path: Path) -> None:
     )
     throughput.bar_label(bars, fmt="%.0f")
     throughput.set_title("webhooks per second (64 connections)")
+    throughput.tick_params(axis="x", labelsize=8)
     width = 0.38
     positions = range(len(names))
     latency.bar([p - width / 2 for p in positions], [ingest[n]["p50_ms"] for n in names], width, label="p50")
     latency.bar([p + width / 2 for p in positions], [ingest[n]["p99_ms"] for n in names], width, label="p99")
     latency.set_xticks(list(positions), [labels[n] for n in names])
+    latency.tick_params(axis="x", labelsize=8)
     latency.set_yscale("log")
     latency.set_title("latency, ms (log scale)")
     latency.legend()

@@ -126,12 +126,15 @@ def _service_run(url: str, org: str, seconds: int) -> dict[str, Any]:
 
 
 def ingest(url: str, org: str, runs: int, seconds: int) -> dict[str, Any]:
-    """The HTTP ceiling, the bare durable receiver, `serve` and the peer take turns, run by run, so that
-    the machine's drift (these machines are shared) hits all of them alike."""
+    """The HTTP ceiling, the bare durable receiver (each as a litestar app, and in the service's raw ASGI
+    style: bench/raw_style.py), `serve` and the peer take turns, run by run, so that the machine's drift
+    (these machines are shared) hits all of them alike."""
     env = {"DATABASE_URL": url, "MIGHTYCALL_WEBHOOK_SECRET": SECRET}
     others: dict[str, tuple[list[str], int, dict[str, str], Path]] = {
         "http_ceiling": (_uvicorn("bench.ceiling_app:app", PORT), PORT, {}, ROOT),
+        "http_ceiling_raw": (_uvicorn("bench.ceiling_raw_app:app", PORT), PORT, {}, ROOT),
         "bare_durable": (_uvicorn("bench.bare_durable_app:app", PORT + 5), PORT + 5, env, ROOT),
+        "bare_durable_raw": (_uvicorn("bench.bare_durable_raw_app:app", PORT + 5), PORT + 5, env, ROOT),
     }
     peer_workers = _peer_workers(url, org) if PEER_PYTHON.exists() else None
     if peer_workers is not None:
@@ -152,8 +155,10 @@ def ingest(url: str, org: str, runs: int, seconds: int) -> dict[str, Any]:
         loads["service"].append(service_runs[-1]["load"])
 
     found: dict[str, Any] = {name: median_result(results).as_json() for name, results in loads.items()}
-    found["bare_durable"]["every_2xx_logged"] = (
-        _count(url, "bench_bare_log") >= found["bare_durable"]["requests"]
+    # Both bare receivers write the same table.
+    found["bare_durable"]["every_2xx_logged"] = found["bare_durable_raw"]["every_2xx_logged"] = (
+        _count(url, "bench_bare_log")
+        >= found["bare_durable"]["requests"] + found["bare_durable_raw"]["requests"]
     )
     appended = sum(run["appended"] for run in service_runs)
     found["service"] |= {
@@ -214,7 +219,9 @@ def _table(results: dict[str, Any]) -> str:
     lines = [f"{'configuration':<28}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'vs ceiling':>12}"]
     labels = (
         ("http_ceiling", "HTTP ceiling (no database)"),
+        ("http_ceiling_raw", "  the same, raw ASGI style"),
         ("bare_durable", "bare durable receiver"),
+        ("bare_durable_raw", "  the same, raw ASGI style"),
         ("service", "this service"),
         ("peer", "FastAPI + ORM peer"),
     )
@@ -260,6 +267,10 @@ def _table(results: dict[str, Any]) -> str:
     ratios = results["ratios"]
     lines.append(f"service / peer: {ratios.get('service_over_peer', float('nan')):.1f}x; "
                  f"every 2xx in the log: {ingest_['service']['every_2xx_logged']}")  # fmt: skip
+    lines.append(
+        f"service / bare durable receiver: {ratios['service_over_bare_durable']:.2f}x (raw ASGI style),"
+        f" {ratios['service_over_bare_durable_litestar']:.2f}x (litestar)"
+    )
     if "rebuild" in results:
         rb = results["rebuild"]
         lines.append(
@@ -314,7 +325,9 @@ def main() -> None:
     results["ratios"] = {
         "service_over_http_ceiling": service / ceiling,
         "bare_durable_over_http_ceiling": results["ingest"]["bare_durable"]["requests_per_s"] / ceiling,
-        "service_over_bare_durable": service / results["ingest"]["bare_durable"]["requests_per_s"],
+        # The service answers webhooks in the raw ASGI style: its ratio is to the receiver built the same way.
+        "service_over_bare_durable": service / results["ingest"]["bare_durable_raw"]["requests_per_s"],
+        "service_over_bare_durable_litestar": service / results["ingest"]["bare_durable"]["requests_per_s"],
         "rebuild_over_ceiling": results["rebuild"]["rebuild"]["events_per_s"]
         / results["rebuild"]["ceiling"]["events_per_s"],
         "rebuild_over_write_ceiling": results["rebuild"]["rebuild"]["events_per_s"]

@@ -8,7 +8,7 @@ One webhook's path: web/ (the route: secret, body limits) -> ingest/ (decode, or
     eventlog/   append (the only writer), group commit, hash chain, verify; sql/ holds append_events()
     ingest/     the ingestion function (kind, bytes, request facts -> outcome), organizations,
                 rejections, reference data
-    web/        litestar adapters: webhook routes, auth, request ids, health, metrics
+    web/        the webhooks' own ASGI handler in front of litestar; auth, request ids, health, metrics
     audit/      the read-only audit API (a Controller), its queries, trace, ui/ (the pages)
     server/     the serve process: uvicorn set-up, HTTP limits, the projector child, asgi, devrun
     cli/        the mightycall-ingest command, one module per command group

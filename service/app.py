@@ -22,59 +22,25 @@ from projections.status import projection_statuses
 from service.audit.api import audit_router
 from service.audit.ui.routes import audit_ui_router
 from service.core.config import ConfigError, Settings
-from service.core.errors import (
-    DatabaseUnavailable,
-    Forbidden,
-    IngestError,
-    InvalidPayload,
-    InvalidQuery,
-    NotFound,
-    Overloaded,
-    PayloadTooLarge,
-    RequestTimeout,
-    TooManyRequests,
-    Unauthorized,
-    UnknownOrganization,
-)
-from service.database.pool import cannot_write_now, create_pool, is_unavailable
+from service.core.errors import IngestError
+from service.database.pool import create_pool
 from service.eventlog.group_commit import Appender
 from service.ingest.ingestion import Ingestion
 from service.ingest.organizations import OrgResolver
+from service.web.answers import HEADERS, log_unexpected, retry_later, status_of
 from service.web.auth import BearerAuth
+from service.web.front import Front
 from service.web.health import health, projections_readiness_handler, readiness_handler
 from service.web.metrics import metrics_handler
 from service.web.request_ids import add_request_id, request_id
-from service.web.webhooks import BODY_TIMEOUT_S, Webhooks, webhook_handlers
+from service.web.webhooks import BODY_TIMEOUT_S, Webhooks, webhook_routes
 
 __all__ = ["create_app"]
 
 _log = logging.getLogger("mightycall.app")
 
-_STATUS = {
-    Unauthorized: 401,
-    Forbidden: 403,
-    PayloadTooLarge: 413,
-    RequestTimeout: 408,
-    TooManyRequests: 429,
-    InvalidPayload: 400,
-    InvalidQuery: 400,
-    UnknownOrganization: 400,
-    NotFound: 404,
-    DatabaseUnavailable: 503,
-    Overloaded: 503,
-}
 
-
-_HEADERS = {
-    401: {"WWW-Authenticate": "Bearer"},
-    # The rest of a body that was too slow to come is not waited for.
-    408: {"Connection": "close"},
-    429: {"Retry-After": "5"},
-    503: {"Retry-After": "5"},
-}
-
-
-def create_app(settings: Settings, database_url: str, *, body_timeout_s: float = BODY_TIMEOUT_S) -> Litestar:
+def create_app(settings: Settings, database_url: str, *, body_timeout_s: float = BODY_TIMEOUT_S) -> Front:
     if not settings.webhook_secrets:
         raise ConfigError("MIGHTYCALL_WEBHOOK_SECRET is not set; there is no default secret")
     if {token for token, _ in settings.audit_tokens} & set(settings.webhook_secrets):
@@ -113,9 +79,9 @@ def create_app(settings: Settings, database_url: str, *, body_timeout_s: float =
             await appender.close()
             await pool.close()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
-            *webhook_handlers(webhooks),
+            *webhook_routes(),
             *audit,
             health,
             readiness_handler(lambda: webhooks.pool),
@@ -137,6 +103,7 @@ def create_app(settings: Settings, database_url: str, *, body_timeout_s: float =
         logging_config=None,
         debug=False,
     )
+    return Front(app, webhooks.answer)
 
 
 async def _pool(state: State) -> asyncpg.Pool:
@@ -162,8 +129,8 @@ def _error(
 
 
 def _ingest_error(_: Request[Any, Any, Any], exc: IngestError) -> Response[dict[str, str]]:
-    status = next((_STATUS[cls] for cls in type(exc).__mro__ if cls in _STATUS), 500)
-    return _error(status, exc.reason, exc.details, _HEADERS.get(status))
+    status = status_of(exc)
+    return _error(status, exc.reason, exc.details, HEADERS.get(status))
 
 
 def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, str]]:
@@ -171,14 +138,8 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[
 
 
 def _unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, str]]:
-    if is_unavailable(exc):
-        return _ingest_error(request, DatabaseUnavailable("the database is not reachable; retry later"))
-    if cannot_write_now(exc):
-        _log.error("database refused a statement", extra={"fields": {"error": type(exc).__name__}})
-        return _ingest_error(request, DatabaseUnavailable("the database cannot serve this now; retry later"))
-    _log.error(
-        "unexpected error",
-        exc_info=exc,
-        extra={"fields": {"path": request.url.path, "request_id": request_id(request.scope)}},
-    )
+    unavailable = retry_later(exc)
+    if unavailable is not None:
+        return _ingest_error(request, unavailable)
+    log_unexpected(exc, request.url.path, request_id(request.scope))
     return _error(500, "internal_error", "unexpected error; it has been logged")

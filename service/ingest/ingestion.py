@@ -101,7 +101,9 @@ async def check(kind: str, body: bytes, facts: RequestFacts, resolver: OrgResolv
     if bad_content_type:
         raise InvalidPayload(CONTENT_TYPE_REFUSED)
     payload = decode_delivery(kind, body)
-    org_id = await resolver.resolve(payload.org_id, payload.integration_id)
+    org_id = resolver.known(payload.org_id, payload.integration_id) or await resolver.resolve(
+        payload.org_id, payload.integration_id
+    )
     return Delivery(
         kind=kind,
         event_type=payload.event,

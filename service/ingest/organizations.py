@@ -22,6 +22,15 @@ class OrgResolver:
         self._orgs: set[UUID] = set()
         self._integrations: dict[UUID, UUID] = {}
 
+    def known(self, org_id: UUID | None, integration_id: UUID | None) -> UUID | None:
+        """What `resolve` would return, when what it needs is remembered already; None otherwise (then
+        ask `resolve`, which also gives the reasons for a refusal). Every webhook after an
+        organization's first comes this way, without the coroutines of an await."""
+        if integration_id is not None:
+            owner = self._integrations.get(integration_id)
+            return owner if owner is not None and org_id in (None, owner) else None
+        return org_id if org_id in self._orgs else None
+
     async def resolve(self, org_id: UUID | None, integration_id: UUID | None) -> UUID:
         if org_id is None and integration_id is None:
             raise UnknownOrganization("no organization context: give org_id or integration_id")

@@ -9,13 +9,13 @@ import signal
 from typing import Any
 
 import uvicorn
-from litestar import Litestar
 
 from service.app import create_app
 from service.core.config import Settings
 from service.core.logs import configure_logging
 from service.server.http_limits import BoundedHeadProtocol
 from service.server.projector_process import projector_process
+from service.web.front import Front
 
 __all__ = ["UVICORN_OPTIONS", "serve"]
 
@@ -47,5 +47,5 @@ def serve(settings: Settings, database_url: str, *, host: str, port: int) -> Non
         _run(app, host, port)
 
 
-def _run(app: Litestar, host: str, port: int) -> None:
+def _run(app: Front, host: str, port: int) -> None:
     uvicorn.run(app, host=host, port=port, **UVICORN_OPTIONS)

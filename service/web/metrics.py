@@ -129,6 +129,15 @@ class Metrics:
             "1 when the last scrape could read the database.",
             registry=self.registry,
         )
+        self._delivered: dict[tuple[str, str], Counter] = {}
+
+    def delivered(self, kind: str, outcome: str) -> None:
+        """Counts one delivery. Each (kind, outcome)'s child counter is found once: `labels()` checks
+        and converts its values on every call, work that every webhook would otherwise repeat."""
+        counter = self._delivered.get((kind, outcome))
+        if counter is None:
+            counter = self._delivered[kind, outcome] = self.deliveries.labels(kind, outcome)
+        counter.inc()
 
     async def read_database(self, pool: asyncpg.Pool) -> None:
         for lag in await projection_lags(pool):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import io
 import json
 import logging
@@ -78,3 +79,21 @@ def test_the_pools_reconnect_warnings_are_one_line_our_errors_keep_their_traceba
     assert pool["error"] == "ConnectionRefusedError: [Errno 111] Connection refused"
     assert "exc" not in pool
     assert "Traceback" in ours["exc"]
+
+
+def test_timestamps_read_as_datetime_writes_them_within_a_second_and_across_seconds():
+    formatter = JsonFormatter()
+    for created in [
+        1_705_761_000.0,
+        1_705_761_000.0004,
+        1_705_761_000.9994999,
+        1_705_761_000.9995,
+        1_705_761_000.9999996,  # rounds up to the next second
+        1_705_761_001.5,
+        1_705_761_000.123456,  # back to an earlier second
+        1_735_689_599.9999999,  # the last instant of a year
+    ]:
+        record = logging.LogRecord("test", logging.INFO, __file__, 1, "m", (), None)
+        record.created = created
+        expected = dt.datetime.fromtimestamp(created, dt.UTC).isoformat(timespec="milliseconds")
+        assert json.loads(formatter.format(record))["ts"] == expected, created
