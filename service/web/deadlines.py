@@ -4,7 +4,9 @@
 dropped for every webhook, though nearly every body has arrived before its handler runs. `Deadlines`
 notes when each block in flight must end, and one timer, ticking only while some block is in flight,
 gives up on those past their time: entering and leaving a block is a dict entry put and taken. The
-price is precision: a block is given up on between `timeout_s` and `timeout_s + tick_s` after it began.
+price is precision: a block that never ends is given up on between `timeout_s` and `timeout_s + tick_s`
+after it began. One that ends past `timeout_s` is a TimeoutError all the same, so no block is let
+through late.
 """
 
 from __future__ import annotations
@@ -43,7 +45,11 @@ class Deadlines:
     ) -> None:
         task = asyncio.current_task()
         assert task is not None
-        _, cancelling = self._running.pop(task)
+        deadline, cancelling = self._running.pop(task)
+        if kind is None and task.get_loop().time() > deadline:
+            # Done, but late: what arrives after its time is refused as if it had not arrived, so the
+            # limit is exact for what is accepted; only giving up on a block that never ends waits a tick.
+            raise TimeoutError
         if task in self._expired:
             self._expired.discard(task)
             # As asyncio.timeout: only a cancellation that was ours alone becomes a TimeoutError; one

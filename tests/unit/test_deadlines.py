@@ -33,6 +33,13 @@ async def test_a_block_past_its_time_raises_timeout_error_and_the_task_goes_on()
     await asyncio.sleep(0.02)  # past another deadline: nothing was left to cancel the task
 
 
+async def test_a_block_that_ends_past_its_time_before_a_tick_is_a_timeout_error_too():
+    # No tick comes in time to give up on it: it ends on its own, late, and is refused all the same.
+    deadlines = Deadlines(0.0, tick_s=3600.0)
+    with pytest.raises(TimeoutError), deadlines:
+        await asyncio.sleep(0.001)
+
+
 async def test_of_many_tasks_only_those_past_their_time_are_given_up_on():
     # The test ticks the deadlines itself, so that which blocks are past their time does not depend on
     # how fast this machine runs them: three begin already due, five with an hour to go.
