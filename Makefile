@@ -29,7 +29,7 @@ test: $(STAMP) ## the whole suite: a real PostgreSQL (embedded unless DATABASE_U
 test-fast: $(STAMP) ## the unit tier only: pure functions, parsing, config; no database, seconds
 	$(BIN)/python -m pytest tests/unit -q
 
-bench: $(STAMP) ## benchmarks side by side (ceilings, this service, a FastAPI+ORM peer, rebuild, live lag); ~10 min
+bench: $(STAMP) ## benchmarks side by side (ceilings, this service, a FastAPI+ORM peer, rebuild, live lag); ~11 min
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; } || \
 		{ echo "make bench needs wrk (Debian: apt-get install wrk)"; exit 1; }
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
