@@ -16,21 +16,10 @@ import sys
 import uuid
 from pathlib import Path
 
-import asyncpg
-
 from bench.ab import in_turn
-from bench.fill_log import fill_log
+from bench.fill_log import fill_log, settle
 from bench.harness import bench_database, cli
 from bench.rebuild_bench import measure
-
-
-async def _settle(url: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute("VACUUM (ANALYZE) event_log")
-        await conn.execute("CHECKPOINT")
-    finally:
-        await conn.close()
 
 
 def main() -> None:
@@ -41,7 +30,7 @@ def main() -> None:
         org = cli("orgs", "add", "--name", "Bench", database_url=url)
         asyncio.run(fill_log(url, uuid.UUID(org), events))
         # Autovacuum would otherwise take up the new log during the first round, at its expense only.
-        asyncio.run(_settle(url))
+        asyncio.run(settle(url))
 
         def run(checkout: Path) -> tuple[float, str]:
             found = measure("rebuild", url, events, checkout=checkout)

@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from bench.fill_log import fill_log
+from bench.fill_log import fill_log, settle
 from bench.harness import bench_database, cli
 from bench.rebuild_bench import measure
 
@@ -35,15 +35,6 @@ async def _create(admin_url: str, name: str) -> str:
     return f"{database.rsplit('/', 1)[0]}/{name}?{query}"
 
 
-async def _settle(url: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute("VACUUM (ANALYZE) event_log")
-        await conn.execute("CHECKPOINT")
-    finally:
-        await conn.close()
-
-
 def small_rebuilds(admin_url: str, runs: int) -> dict[str, Any]:
     """Seconds for `rebuild --all` of an empty log and of SMALL_LOG events, the median of `runs`."""
     found: dict[str, Any] = {"events": SMALL_LOG}
@@ -53,7 +44,7 @@ def small_rebuilds(admin_url: str, runs: int) -> dict[str, Any]:
         if events:
             org = cli("orgs", "add", "--name", "Bench", database_url=url)
             asyncio.run(fill_log(url, uuid.UUID(org), events))
-        asyncio.run(_settle(url))
+        asyncio.run(settle(url))
         measure("rebuild", url, max(events, 1))  # a first run writes the bytecode caches
         found[f"{name}_s"] = statistics.median(
             measure("rebuild", url, max(events, 1))["seconds"] for _ in range(runs)
