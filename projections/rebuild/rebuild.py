@@ -12,7 +12,8 @@ what it could not carry over is refused before any work (rebuild_blockers.py).
 Projections that read the same kinds of event are filled by one replay, which reads and decodes each
 event once for all of them; each of the others by a replay of its own. The replays run in up to one
 process per core, the next one starting wherever one finishes: a replay is mostly Python, which runs
-one thread at a time (projections/rebuild/fill_process.py).
+one thread at a time (projections/rebuild/fill_process.py). A small log is replayed in this process
+alone: its replays are over before a second process would have started.
 """
 
 from __future__ import annotations
