@@ -26,44 +26,19 @@ __all__ = ["Metrics", "metrics_handler"]
 _APPEND_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-class _Admissions:
-    """Admissions of refused deliveries (`rejected admit`), counted from `rejection_admissions`: the
-    command runs in a process of its own, so the database holds the count, and every `serve` reports
-    the same (take the max, not the sum)."""
+class _CountedInDatabase:
+    """A counter whose count the database holds, because what it counts happens in another process (a
+    command, the projector): set from a query at each scrape, so every `serve` reports the same (take
+    the max, not the sum)."""
 
-    def __init__(self) -> None:
-        self.counts: dict[tuple[str, str], int] = {}
-
-    def collect(self) -> Iterator[Metric]:
-        family = CounterMetricFamily(
-            "mightycall_admissions",
-            "Refused deliveries checked again by `rejected admit`, by kind and outcome "
-            "(admitted, duplicate, refused, no_body).",
-            labels=["kind", "outcome"],
-        )
-        for (kind, outcome), count in sorted(self.counts.items()):
-            family.add_metric([kind, outcome], count)
-        yield family
-
-
-class _Retries:
-    """Batches the live projector retried because the database refused them for now, counted in
-    `projection_retries`: the projector runs in a process of its own, so the database holds the count,
-    and every `serve` reports the same (take the max, not the sum)."""
-
-    def __init__(self) -> None:
-        self.counts: dict[tuple[str, str], int] = {}
+    def __init__(self, name: str, documentation: str, labels: list[str]) -> None:
+        self._name, self._documentation, self._labels = name, documentation, labels
+        self.counts: dict[tuple[str, ...], int] = {}
 
     def collect(self) -> Iterator[Metric]:
-        family = CounterMetricFamily(
-            "mightycall_projection_retries",
-            "Batches the live projector retried because the database refused them for now (a lock or"
-            " statement timeout, a cancel, a deadlock, a serialization failure, a full disk), by"
-            " projection and the error's class.",
-            labels=["projection", "reason"],
-        )
-        for (projection, reason), count in sorted(self.counts.items()):
-            family.add_metric([projection, reason], count)
+        family = CounterMetricFamily(self._name, self._documentation, labels=self._labels)
+        for values, count in sorted(self.counts.items()):
+            family.add_metric(list(values), count)
         yield family
 
 
@@ -120,9 +95,20 @@ class Metrics:
             ["projection"],
             registry=self.registry,
         )
-        self.admissions = _Admissions()
+        self.admissions = _CountedInDatabase(
+            "mightycall_admissions",
+            "Refused deliveries checked again by `rejected admit`, by kind and outcome "
+            "(admitted, duplicate, refused, no_body).",
+            ["kind", "outcome"],
+        )
         self.registry.register(self.admissions)
-        self.retries = _Retries()
+        self.retries = _CountedInDatabase(
+            "mightycall_projection_retries",
+            "Batches the live projector retried because the database refused them for now (a lock or"
+            " statement timeout, a cancel, a deadlock, a serialization failure, a full disk), by"
+            " projection and the error's class.",
+            ["projection", "reason"],
+        )
         self.registry.register(self.retries)
         self.database_up = Gauge(
             "mightycall_database_up",
