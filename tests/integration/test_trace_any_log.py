@@ -7,7 +7,6 @@ must still answer for every recording of that organization, that one included.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import hashlib
 import uuid
@@ -18,19 +17,16 @@ import asyncpg
 import pytest
 from litestar.testing import AsyncTestClient
 
-from service.app import create_app
 from service.core.config import Settings
 from service.eventlog.append import Delivery, append
+from tests.support.hostile import ALL_TOKEN, audited_client
 from tests.support.http import bearer
 from tests.support.payloads import PATHS, body_for
 
-TOKEN = "audit-trace-token-789"
-
 
 @pytest.fixture
-async def audit(settings: Settings, db_url: str) -> AsyncIterator[AsyncTestClient[Any]]:
-    with_audit = dataclasses.replace(settings, audit_tokens=((TOKEN, None),))
-    async with AsyncTestClient(app=create_app(with_audit, db_url)) as client:
+async def audit(settings: Settings, db_url: str, org_id: uuid.UUID) -> AsyncIterator[AsyncTestClient[Any]]:
+    async with audited_client(settings, db_url, org_id) as client:
         yield client
 
 
@@ -55,7 +51,7 @@ async def _trace(client: AsyncTestClient[Any], org_id: uuid.UUID, call_id: str) 
     response = await client.get(
         "/audit/trace",
         params={"table": "mightycall_recordings", "key": call_id, "org_id": str(org_id)},
-        headers={"Authorization": f"Bearer {TOKEN}"},
+        headers={"Authorization": f"Bearer {ALL_TOKEN}"},
     )
     assert response.status_code == 200, response.text
     return [event["id"] for event in response.json()["events"]]
